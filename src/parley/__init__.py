@@ -1,0 +1,3 @@
+"""parley: local LLMs behind a faithful Anthropic Messages API."""
+
+__version__ = "0.1.0"

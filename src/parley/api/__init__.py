@@ -1,0 +1,1 @@
+"""HTTP layer: thin translation between wire formats and the chat core."""

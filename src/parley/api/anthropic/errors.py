@@ -1,0 +1,59 @@
+"""Every failure → the Anthropic error envelope, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ...errors import OverloadedError, ParleyError
+
+log = logging.getLogger(__name__)
+
+_STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+                 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None
+                   ) -> JSONResponse:
+    body = {"type": "error", "error": {"type": error_type, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    # Drop pydantic's union/tag branch names from the path: they mean nothing to a client.
+    loc = [p for p in loc if p not in {"text", "other", "str", "list[tagged-union[TextBlockParam,OtherBlockParam]]",
+                                       "list[TextBlockParam]"} or p == loc[-1]]
+    if first.get("type") == "json_invalid":
+        return "Request body is not valid JSON."
+    return f"{'.'.join(loc)}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid request")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ParleyError)
+    async def parley_error(_: Request, exc: ParleyError) -> JSONResponse:
+        headers = {"retry-after": "1"} if isinstance(exc, OverloadedError) else None
+        if exc.status_code >= 500:
+            log.error("request failed: %s", exc.message, exc_info=exc.__cause__)
+        return error_response(exc.status_code, exc.error_type, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, "invalid_request_error", _validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
+        message = f"Not found: {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, error_type, message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "api_error", "Internal server error")

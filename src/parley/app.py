@@ -1,0 +1,50 @@
+"""The ASGI application: `create_app(settings)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from . import __version__
+from .api.anthropic.errors import install_error_handlers
+from .api.anthropic.router import router as anthropic_router
+from .api.middleware import RequestContextMiddleware
+from .models.registry import ModelRegistry
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.preload:
+            await registry.runner(settings.default_model)
+        yield
+        registry.close()
+
+    app = FastAPI(title="parley", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.registry = registry
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.include_router(anthropic_router)
+    app.include_router(anthropic_router, prefix="/anthropic")
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, Any]:
+        loaded = request.app.state.registry.loaded
+        return {
+            "status": "ok",
+            "models": {
+                model_id: {"active_generations": r.active_generations, "admitted": r.admitted,
+                           "tokens_generated": r.tokens_generated}
+                for model_id, r in loaded.items()
+            },
+        }
+
+    return app

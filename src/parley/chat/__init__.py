@@ -1,0 +1,1 @@
+"""Provider-neutral chat core: conversation, prompt rendering, generation, output events."""

@@ -1,0 +1,58 @@
+"""`parley serve` and `parley models`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    fields = Settings.model_fields
+    parser = argparse.ArgumentParser(prog="parley", description="Local LLMs behind the Anthropic Messages API.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("serve", "models"):
+        cmd = sub.add_parser(name, help={"serve": "start the server", "models": "list servable models"}[name])
+        cmd.add_argument("--model", dest="models", action="append", help=fields["models"].description)
+        cmd.add_argument("--models-dir", type=Path, help=fields["models_dir"].description)
+        if name == "serve":
+            cmd.add_argument("--host", help=fields["host"].description)
+            cmd.add_argument("--port", type=int, help=fields["port"].description)
+            cmd.add_argument("--n-ctx", type=int, help=fields["n_ctx"].description)
+            cmd.add_argument("--threads", dest="n_threads", type=int, help=fields["n_threads"].description)
+            cmd.add_argument("--max-queue", type=int, help=fields["max_queue"].description)
+            cmd.add_argument("--preload", action="store_true", default=None, help=fields["preload"].description)
+            cmd.add_argument("--log-level", help=fields["log_level"].description)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    settings = Settings(**overrides)
+    if args.command == "models":
+        return _list_models(settings)
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                timeout_graceful_shutdown=5)
+    return 0
+
+
+def _list_models(settings: Settings) -> int:
+    from .models.registry import ModelRegistry
+
+    for entry in ModelRegistry(settings).catalogue():
+        default = " (default)" if entry.id == settings.default_model else ""
+        print(f"{entry.id}\t{entry.source}\t{entry.display_name}{default}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""One exception tree; each API maps it to its own wire envelope in one handler."""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    """Base of every error parley reports to a client."""
+
+    status_code = 500
+    error_type = "api_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(ParleyError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(ParleyError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class NotFoundError(ParleyError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class RequestTooLargeError(ParleyError):
+    status_code = 413
+    error_type = "request_too_large"
+
+
+class OverloadedError(ParleyError):
+    status_code = 529
+    error_type = "overloaded_error"
+
+
+class EngineError(ParleyError):
+    """A failure inside an inference engine, translated at the engine boundary."""
+
+    status_code = 500
+    error_type = "api_error"

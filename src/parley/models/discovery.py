@@ -1,0 +1,73 @@
+"""Finding GGUF models: the embedded defaults, explicit paths, a models directory, the HF cache."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .packaged import PACKAGED_MODELS, PackagedModel
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    display_name: str
+    source: str  # embedded | path | models-dir | hf-cache
+    created_at: datetime
+    locate: Callable[[Path], Path]  # cache dir -> GGUF path (may assemble an embedded model)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
+
+
+def _file_entry(model_id: str, path: Path, source: str) -> ModelEntry:
+    return ModelEntry(model_id, model_id, source, _mtime(path), lambda _cache, p=path: p)
+
+
+def _packaged_entry(model: PackagedModel) -> ModelEntry:
+    paths = model.part_paths() or []
+    return ModelEntry(model.id, model.display_name, "embedded", _mtime(paths[0]), model.gguf_path)
+
+
+def hf_cache_dir(configured: Path | None) -> Path:
+    if configured:
+        return configured
+    if env := os.environ.get("HF_HUB_CACHE"):
+        return Path(env)
+    hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "hub"
+
+
+def scan_hf_cache(root: Path) -> list[ModelEntry]:
+    """`models--org--repo/snapshots/<rev>/*.gguf` → `org/repo` (or `org/repo:file.gguf` when several)."""
+    entries = []
+    for repo_dir in sorted(root.glob("models--*")):
+        repo_id = repo_dir.name.removeprefix("models--").replace("--", "/")
+        files = sorted({p.name: p for p in repo_dir.glob("snapshots/*/**/*.gguf")}.items())
+        for name, path in files:
+            model_id = repo_id if len(files) == 1 else f"{repo_id}:{name}"
+            entries.append(_file_entry(model_id, path, "hf-cache"))
+    return entries
+
+
+def discover(explicit: list[str], models_dir: Path | None, hf_root: Path) -> list[ModelEntry]:
+    """Every model that can be served, the embedded ones first, ids unique (first wins)."""
+    found: list[ModelEntry] = [_packaged_entry(m) for m in PACKAGED_MODELS if m.installed()]
+    hf_entries = scan_hf_cache(hf_root) if hf_root.is_dir() else []
+    for item in explicit:
+        path = Path(item).expanduser()
+        if path.is_file():
+            found.append(_file_entry(path.stem, path.resolve(), "path"))
+        else:  # an id: only known ones are served
+            found += [e for e in hf_entries if e.id == item or e.id.startswith(item + ":")]
+    if models_dir and models_dir.is_dir():
+        found += [_file_entry(p.stem, p.resolve(), "models-dir") for p in sorted(models_dir.rglob("*.gguf"))]
+    found += hf_entries
+    unique: dict[str, ModelEntry] = {}
+    for entry in found:
+        unique.setdefault(entry.id, entry)
+    return list(unique.values())

@@ -1,0 +1,41 @@
+"""Server settings: one object, filled from `PARLEY_*` environment variables and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "parley"
+
+
+class Settings(BaseSettings):
+    """Descriptions double as CLI help (see cli.py)."""
+
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", env_nested_delimiter="__")
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(10240, description="Port to bind.")
+    models: list[str] = Field(
+        default_factory=list, description="Extra models to serve: GGUF paths or model ids (repeatable)."
+    )
+    models_dir: Path | None = Field(None, description="Directory searched for *.gguf files.")
+    default_model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Model listed first and preloaded with --preload."
+    )
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where assembled models are kept.")
+    hf_cache_dir: Path | None = Field(None, description="Hugging Face hub cache (default: HF_HUB_CACHE).")
+    n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
+    min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")
+    max_queue: int = Field(16, description="Requests that may wait per model; beyond this answers 529.")
+    max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest accepted request body (413 beyond).")
+    ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")
+    preload: bool = Field(False, description="Load the default model at start-up.")
+    log_level: str = Field("info", description="Log level.")

@@ -1,0 +1,85 @@
+"""Real servers (a `parley serve` process each) on free ports, and the official SDK as the client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+QWEN = "qwen2.5-coder-0.5b-instruct"
+SMOL = "smollm2-135m-instruct"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "parley.cli", "serve", "--port", str(self.port), *args],
+            env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def client(self, prefix: str = "/anthropic", **kw) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url + prefix, api_key="not-needed", max_retries=0, **kw)
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/health", timeout=5).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
+    servers: list[Server] = []
+
+    def start(*args: str, **env: str) -> Server:
+        log = tmp_path_factory.mktemp("server") / "server.log"
+        server = Server(list(args), {f"PARLEY_{k.upper()}": v for k, v in env.items()}, log)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(start_server) -> Server:
+    """The default server; a short ping interval so that keep-alives show in tests."""
+    return start_server(ping_interval="0.5")
+
+
+@pytest.fixture(scope="session")
+def client(server) -> anthropic.Anthropic:
+    return server.client()

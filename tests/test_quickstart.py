@@ -1,0 +1,47 @@
+"""The README's quick start, exactly as a user runs it (only base_url and model names differ upstream)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import QWEN
+
+
+@pytest.mark.parametrize("prefix", ["/anthropic", ""])
+def test_models_list_on_both_base_urls(server, prefix):
+    response = server.client(prefix).models.list(limit=20)
+    ids = [m.id for m in response.data]
+    assert ids[0] == QWEN  # the embedded default comes first
+    assert "smollm2-135m-instruct" in ids
+    first = response.data[0]
+    assert first.type == "model" and first.display_name and first.created_at.tzinfo is not None
+
+
+def test_poet_with_system_prompt(server):
+    client = server.client("/anthropic", auth_token="not-needed")  # as the upstream notebook builds it
+    message = client.messages.create(
+        model=QWEN,
+        max_tokens=1000,
+        extra_body={"temperature": 1},  # SDK 2.x has no temperature argument; 0.6x sent the same JSON
+        system="You are a world-class poet. Respond only with short poems.",
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Why is the ocean salty?"}]}],
+    )
+    assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant"
+    assert message.model == QWEN
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    assert [b.type for b in message.content] == ["text"] and message.content[0].text.strip()
+    assert message.usage.input_tokens > 20 and 0 < message.usage.output_tokens < 1000
+
+
+def test_streaming_fun_fact(server):
+    client = server.client("")
+    with client.messages.stream(
+        model=QWEN, max_tokens=1024,
+        messages=[{"role": "user", "content": "Hello! Tell me a fun fact about space."}],
+    ) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(pieces) > 3
+    assert final.content[0].text == "".join(pieces)
+    assert final.stop_reason == "end_turn"
+    assert final.usage.output_tokens > 3
