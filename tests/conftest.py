@@ -45,7 +45,8 @@ class Server:
         raise RuntimeError("server did not start")
 
     def client(self, prefix: str = "/anthropic", **kw) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url + prefix, api_key="not-needed", max_retries=0, **kw)
+        kw.setdefault("api_key", None if "auth_token" in kw else "not-needed")
+        return anthropic.Anthropic(base_url=self.url + prefix, max_retries=0, **kw)
 
     def health(self) -> dict:
         return httpx.get(self.url + "/health", timeout=5).json()

@@ -86,32 +86,29 @@ def test_prompt_over_the_context_is_400(start_server):
 
 
 def test_queue_full_is_529_with_retry_after(start_server):
-    busy = start_server(max_queue="0")
-    long = {**BASE, "max_tokens": 400, "stream": True, "temperature": 0,
+    busy = start_server(max_queue="0")  # one running request, none waiting
+    long = {**BASE, "max_tokens": 2000, "stream": True, "temperature": 0,
             "messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
-    started = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def hold_the_model() -> None:
         with httpx.stream("POST", busy.url + "/v1/messages", json=long, timeout=120) as response:
             for line in response.iter_lines():
                 if "content_block_delta" in line:
                     started.set()
+                    release.wait(60)
                     break
 
     holder = threading.Thread(target=hold_the_model)
     holder.start()
-    assert started.wait(60)
-    response = _post(busy, BASE)
-    holder.join()
+    try:
+        assert started.wait(60)
+        response = _post(busy, BASE)
+        with pytest.raises(anthropic.APIStatusError) as info:  # the SDK sees the same, typed
+            busy.client().messages.create(**BASE)
+    finally:
+        release.set()
+        holder.join()
     _assert_envelope(response, 529, "overloaded_error")
     assert response.headers["retry-after"]
-    with pytest.raises(anthropic.APIStatusError) as info:  # the SDK sees the same, typed
-        hold = threading.Thread(target=hold_the_model)
-        started.clear()
-        hold.start()
-        started.wait(60)
-        try:
-            busy.client().messages.create(**BASE)
-        finally:
-            hold.join()
-    assert info.value.status_code == 529
+    assert info.value.status_code == 529 and info.value.body["error"]["type"] == "overloaded_error"

@@ -67,7 +67,8 @@ def test_sampling_fields_sent_the_old_sdk_way(server):
 def test_every_current_sdk_field_is_accepted(client):
     message = client.messages.create(
         model=SMOL, max_tokens=5,
-        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}],
+        messages=[{"role": "user",
+                   "content": [{"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral"}}]}],
         metadata={"user_id": "u-1"}, service_tier="auto", stop_sequences=["zzz"],
         extra_body={"cache_control": {"type": "ephemeral"}, "output_config": {"effort": "low"},
                     "container": None, "inference_geo": "us", "speed": "standard", "context_management": {}},

@@ -18,7 +18,8 @@ def test_models_list_on_both_base_urls(server, prefix):
 
 
 def test_poet_with_system_prompt(server):
-    client = server.client("/anthropic", auth_token="not-needed")  # as the upstream notebook builds it
+    # The upstream notebook passes api_key and auth_token; SDK 2.x accepts only one, so send the bearer one.
+    client = server.client("/anthropic", auth_token="not-needed")
     message = client.messages.create(
         model=QWEN,
         max_tokens=1000,

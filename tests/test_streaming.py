@@ -45,7 +45,7 @@ def test_stream_and_non_stream_agree(server, client):
 def test_multibyte_text_arrives_intact(client):
     with client.messages.stream(
         model=QWEN, max_tokens=40, extra_body={"temperature": 0},
-        messages=[{"role": "user", "content": "Repeat exactly, nothing else: 🌍🚀🎉 你好世界 こんにちは"}],
+        messages=[{"role": "user", "content": "Reply with three emojis that describe the ocean, then the word 你好."}],
     ) as stream:
         deltas = list(stream.text_stream)
         final = stream.get_final_message()
@@ -58,7 +58,7 @@ def test_multibyte_text_arrives_intact(client):
 
 def test_pings_keep_a_slow_prefill_alive(server):
     """A long prompt takes seconds to prefill; pings (every 0.5 s on this server) fill the silence."""
-    long_prompt = "Summarise this. " + " ".join(f"Line {i}: the quick brown fox jumps." for i in range(300))
+    long_prompt = "Summarise this. " + " ".join(f"Line {i}: the quick brown fox jumps." for i in range(100))
     events = read_events(server.url + "/v1/messages", _body(max_tokens=2, messages=[
         {"role": "user", "content": long_prompt}]))
     names = [n for n, _ in events]

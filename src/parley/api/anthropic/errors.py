@@ -25,14 +25,19 @@ def error_response(status: int, error_type: str, message: str, headers: dict[str
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    # Drop pydantic's union/tag branch names from the path: they mean nothing to a client.
-    loc = [p for p in loc if p not in {"text", "other", "str", "list[tagged-union[TextBlockParam,OtherBlockParam]]",
-                                       "list[TextBlockParam]"} or p == loc[-1]]
-    if first.get("type") == "json_invalid":
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
         return "Request body is not valid JSON."
-    return f"{'.'.join(loc)}: {first.get('msg', 'invalid value')}" if loc else first.get("msg", "invalid request")
+    # With unions pydantic reports one error per branch; the deepest one says what is really wrong.
+    worst = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = [str(p) for p in worst.get("loc", ()) if p != "body" and not _is_branch_name(p)]
+    message = worst.get("msg", "invalid value")
+    return f"{'.'.join(loc)}: {message}" if loc else message
+
+
+def _is_branch_name(part: object) -> bool:
+    """Union branch labels in a pydantic error location; they mean nothing to a client."""
+    return isinstance(part, str) and (part in {"str", "text_block", "other_block"} or "[" in part)
 
 
 def install_error_handlers(app: FastAPI) -> None:

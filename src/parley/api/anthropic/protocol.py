@@ -26,11 +26,11 @@ class OtherBlockParam(_Wire):
 
 def _block_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "text" if kind == "text" else "other"
+    return "text_block" if kind == "text" else "other_block"
 
 
 ContentBlockParam = Annotated[
-    Annotated[TextBlockParam, Tag("text")] | Annotated[OtherBlockParam, Tag("other")],
+    Annotated[TextBlockParam, Tag("text_block")] | Annotated[OtherBlockParam, Tag("other_block")],
     Discriminator(_block_tag),
 ]
 
