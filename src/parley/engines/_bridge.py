@@ -27,6 +27,17 @@ class EngineRunner:
         self.admitted = 0  # waiting + running
         self.active_generations = 0  # worker threads alive (engine-side truth)
         self.tokens_generated = 0
+        self._workers: dict[threading.Thread, threading.Event] = {}
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel running generations, wait for their threads, then free the model."""
+        workers = list(self._workers.items())
+        for _, cancelled in workers:
+            cancelled.set()
+        for thread, _ in workers:
+            thread.join(timeout)
+        if not any(thread.is_alive() for thread, _ in workers):
+            self.engine.close()  # never free a model a thread may still be decoding with
 
     def admit(self) -> Admission:
         if self.admitted >= self._max_queue + 1:
@@ -59,6 +70,7 @@ class Admission:
         cancelled = threading.Event()
 
         def finished() -> None:
+            runner._workers.pop(worker, None)
             runner.active_generations -= 1
             runner._turn.release()
             self.release()
@@ -84,7 +96,9 @@ class Admission:
                     pass
 
         runner.active_generations += 1
-        threading.Thread(target=work, name="parley-generate", daemon=True).start()
+        worker = threading.Thread(target=work, name="parley-generate", daemon=True)
+        runner._workers[worker] = cancelled
+        worker.start()
         try:
             while True:
                 item = await queue.get()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from ..engines._bridge import EngineRunner
+from ..engines.base import Engine
 from ..engines.llamacpp import LlamaCppEngine
 from ..errors import NotFoundError
 from ..settings import Settings
@@ -51,6 +52,10 @@ class ModelRegistry:
             self._runners[model_id] = runner
             return runner
 
+    def register_engine(self, model_id: str, engine: Engine) -> None:
+        """Serve an already-built engine under `model_id` (embedding parley, tests)."""
+        self._runners[model_id] = EngineRunner(engine, self._settings.max_queue)
+
     def _load(self, entry: ModelEntry) -> LlamaCppEngine:
         s = self._settings
         path = entry.locate(s.cache_dir)
@@ -59,5 +64,5 @@ class ModelRegistry:
 
     def close(self) -> None:
         for runner in self._runners.values():
-            runner.engine.close()
+            runner.close()
         self._runners.clear()
