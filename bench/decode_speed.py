@@ -22,6 +22,7 @@ from parley.models.registry import ModelRegistry
 from parley.settings import Settings
 
 PROMPT = "Count from 1 to 500, separated by spaces. Output only the numbers."
+SYSTEM = f"Benchmark run {time.time_ns()}. You are a counting assistant."
 
 
 def _free_port() -> int:
@@ -46,7 +47,7 @@ def bench_parley(model: str, max_tokens: int, threads: int) -> dict:
             except httpx.HTTPError:
                 time.sleep(0.1)
         httpx.post(url, json={**body, "stream": False, "max_tokens": 1}, timeout=300)  # load the model
-        body["messages"][0]["content"] = PROMPT + " "  # defeat the prefix cache for the timed run
+        body["system"] = SYSTEM  # a prompt that shares no prefix with the warm-up: the timed run is cold
         start = time.perf_counter()
         first = last = None
         output_tokens = 0
@@ -97,7 +98,7 @@ def main() -> None:
     from parley.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(path, n_ctx=4096, n_threads=args.threads)
-    prompt_text = engine.chat_template.render(Conversation([ChatMessage("user", PROMPT + " ")]))
+    prompt_text = engine.chat_template.render(Conversation([ChatMessage("user", PROMPT)], system=SYSTEM))
     engine.close()
     raw = bench_raw(path, prompt_text, parley["tokens"], args.threads)
 
