@@ -62,6 +62,8 @@ class ChatTemplate:
             )
         except jinja2.exceptions.TemplateError as exc:
             raise InvalidRequestError(f"The model's chat template rejected the conversation: {exc}") from exc
+        except Exception as exc:  # a template bug met by this input (TypeError, KeyError, ...)
+            raise InvalidRequestError(f"The model's chat template failed on this conversation: {exc!r}") from exc
         if prefill is not None:
             # Cut what the template appended after the prefilled text (its end-of-turn marker).
             at = text.rfind(prefill) if prefill else -1
