@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")
+    tool_grammar: bool = Field(True, description="Constrain tool calls by grammar also with tool_choice auto.")
     max_queue: int = Field(16, description="Requests that may wait per model; beyond this answers 529.")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest accepted request body (413 beyond).")
     ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 @dataclass(frozen=True)
 class TextDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCallStart:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolArgsDelta:
+    """A fragment of the call's arguments JSON, as generated; the fragments concatenate to the input."""
+
+    json: str
+
+
+@dataclass(frozen=True)
+class ToolCallEnd:
+    input: dict[str, Any] | None  # None: the call was cut off and its input is incomplete
 
 
 @dataclass(frozen=True)
@@ -20,4 +38,4 @@ class Finish:
     output_tokens: int
 
 
-Event = TextDelta | Finish
+Event = TextDelta | ToolCallStart | ToolArgsDelta | ToolCallEnd | Finish

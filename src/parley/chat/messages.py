@@ -3,32 +3,67 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None  # role "tool": the call this result answers
+    name: str | None = None  # role "tool": the tool's name
 
 
 @dataclass(frozen=True)
 class Conversation:
-    """System prompt plus alternating turns. A final assistant turn is a prefill to continue."""
+    """System prompt plus turns. A final assistant turn without tool calls is a prefill to continue."""
 
     messages: list[ChatMessage] = field(default_factory=list)
     system: str | None = None
+    tools: list[ToolSpec] = field(default_factory=list)
 
     @property
     def prefill(self) -> str | None:
-        if self.messages and self.messages[-1].role == "assistant":
-            return self.messages[-1].content
+        last = self.messages[-1] if self.messages else None
+        if last is not None and last.role == "assistant" and not last.tool_calls:
+            return last.content
         return None
 
-    def template_messages(self) -> list[dict[str, str]]:
-        """Messages in the shape Hugging Face chat templates expect."""
-        out = [{"role": "system", "content": self.system}] if self.system else []
-        out += [{"role": m.role, "content": m.content} for m in self.messages]
+    def template_messages(self) -> list[dict[str, Any]]:
+        """Messages in the shape Hugging Face chat templates expect (OpenAI-style tool calls)."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        for m in self.messages:
+            item: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.tool_calls:
+                item["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in m.tool_calls
+                ]
+            if m.role == "tool":
+                item["tool_call_id"] = m.tool_call_id
+                item["name"] = m.name
+            out.append(item)
         return out
+
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        if not self.tools:
+            return None
+        return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.input_schema}} for t in self.tools]

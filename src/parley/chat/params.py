@@ -6,6 +6,15 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class GrammarConstraint:
+    """A GBNF grammar; lazy ones engage only once the output matches one of `triggers` (regexes)."""
+
+    gbnf: str
+    lazy: bool = False
+    triggers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0  # 0 means greedy
@@ -13,3 +22,4 @@ class SamplingParams:
     top_k: int | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    grammar: GrammarConstraint | None = None

@@ -1,8 +1,9 @@
-"""Conversation → prompt tokens → engine tokens → text with stop rules → neutral events."""
+"""Conversation → prompt tokens → engine tokens → text with stop rules → parsed, neutral events."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 from ..engines._bridge import Admission, EngineRunner
 from ..errors import InvalidRequestError
 from .decode import Utf8Stream
-from .events import Event, Finish, StopReason, TextDelta
+from .events import Event, Finish, StopReason, TextDelta, ToolCallEnd
 from .messages import Conversation
 from .params import SamplingParams
 from .stops import StopMatcher
+from .tools import ToolChoice, ToolPlan
 
 
 async def tokenize_conversation(runner: EngineRunner, conversation: Conversation) -> list[int]:
@@ -33,10 +35,11 @@ class PreparedChat:
     prompt_tokens: list[int]
     params: SamplingParams
     admission: Admission
+    tools: ToolPlan
 
     async def events(self) -> AsyncIterator[Event]:
         try:
-            async for event in _generate(self.admission, self.prompt_tokens, self.params):
+            async for event in _generate(self.admission, self.prompt_tokens, self.params, self.tools):
                 yield event
         finally:
             self.admission.release()
@@ -46,20 +49,40 @@ class PreparedChat:
         self.admission.release()
 
 
-async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams) -> PreparedChat:
+async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams,
+                       choice: ToolChoice | None = None, grammar_in_auto: bool = True) -> PreparedChat:
+    engine = runner.engine
+    plan = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
+    if not plan.active:
+        conversation = dataclasses.replace(conversation, tools=[])  # never offer what may not be called
     prompt = await tokenize_conversation(runner, conversation)
-    limit = runner.engine.n_ctx
+    limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    return PreparedChat(prompt, params, runner.admit())
+    grammar = plan.grammar()
+    if grammar is not None:
+        await asyncio.to_thread(engine.check_grammar, grammar)
+        params = dataclasses.replace(params, grammar=grammar)
+    return PreparedChat(prompt, params, runner.admit(), plan)
 
 
-async def _generate(admission: Admission, prompt: list[int], params: SamplingParams) -> AsyncIterator[Event]:
+async def _generate(admission: Admission, prompt: list[int], params: SamplingParams,
+                    tools: ToolPlan) -> AsyncIterator[Event]:
     engine = admission._runner.engine
     utf8 = Utf8Stream()
     stops = StopMatcher(params.stop)
+    parser = tools.parser()
     produced = 0
     reason: StopReason = "max_tokens"
+    matched: str | None = None
+    called = False
+
+    def parsed(text: str) -> list[Event]:
+        nonlocal called
+        events = parser.feed(text) if parser else ([TextDelta(text)] if text else [])
+        called = called or any(isinstance(e, ToolCallEnd) and e.input is not None for e in events)
+        return events
+
     async with aclosing(admission.tokens(prompt, params)) as tokens:
         async for token in tokens:
             produced += 1
@@ -67,17 +90,19 @@ async def _generate(admission: Admission, prompt: list[int], params: SamplingPar
                 reason = "end_turn"
                 break
             text, matched = stops.feed(utf8.decode(engine.token_bytes(token)))
-            if text:
-                yield TextDelta(text)
+            for event in parsed(text):
+                yield event
             if matched is not None:
-                yield Finish("stop_sequence", matched, produced)
-                return
-    # The turn is over: a partial character or a held-back stop prefix is now plain text.
-    text, matched = stops.feed(utf8.flush())
-    text += "" if matched is not None else stops.flush()
-    if text:
-        yield TextDelta(text)
+                break
+    if matched is None:
+        # The turn is over: a partial character or a held-back stop prefix is now plain text.
+        text, matched = stops.feed(utf8.flush())
+        for event in parsed(text + ("" if matched is not None else stops.flush())):
+            yield event
+    for event in parser.finish() if parser else []:
+        called = called or (isinstance(event, ToolCallEnd) and event.input is not None)
+        yield event
     if matched is not None:
         yield Finish("stop_sequence", matched, produced)
     else:
-        yield Finish(reason, None, produced)
+        yield Finish("tool_use" if called and reason == "end_turn" else reason, None, produced)

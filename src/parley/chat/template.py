@@ -55,6 +55,7 @@ class ChatTemplate:
         try:
             text = self._template.render(
                 messages=conversation.template_messages(),
+                tools=conversation.template_tools(),
                 add_generation_prompt=prefill is None,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,

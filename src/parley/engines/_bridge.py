@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator
 
 from ..chat.params import SamplingParams
-from ..errors import EngineError, OverloadedError
+from ..errors import EngineError, OverloadedError, ParleyError
 from .base import Engine
 
 _DONE = object()
@@ -104,7 +104,7 @@ class Admission:
                 item = await queue.get()
                 if item is _DONE:
                     return
-                if isinstance(item, EngineError):
+                if isinstance(item, ParleyError):
                     raise item
                 if isinstance(item, BaseException):
                     raise EngineError("generation failed") from item

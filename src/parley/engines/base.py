@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol
 
-from ..chat.params import SamplingParams
+from ..chat.params import GrammarConstraint, SamplingParams
 from ..chat.template import ChatTemplate
 
 
@@ -21,6 +21,10 @@ class Engine(Protocol):
     def token_bytes(self, token: int) -> bytes: ...
 
     def is_end_of_generation(self, token: int) -> bool: ...
+
+    def check_grammar(self, grammar: GrammarConstraint) -> None:
+        """Raise InvalidRequestError when the engine cannot compile `grammar`."""
+        ...
 
     def generate(self, prompt: list[int], params: SamplingParams, cancelled: threading.Event) -> Iterator[int]:
         """Yield sampled tokens (an end-of-generation token last) until done, `max_tokens`,

@@ -13,7 +13,7 @@ import llama_cpp
 from llama_cpp import Llama
 from llama_cpp._internals import LlamaModel, LlamaSampler
 
-from ..chat.params import SamplingParams
+from ..chat.params import GrammarConstraint, SamplingParams
 from ..chat.template import ChatTemplate
 from ..errors import EngineError, InvalidRequestError
 
@@ -83,6 +83,8 @@ class LlamaCppEngine:
     def _sampler(self, params: SamplingParams) -> LlamaSampler:
         """The whole sampler chain, built in one place, fresh for each request."""
         sampler = LlamaSampler()
+        if params.grammar is not None:
+            self._add_grammar(sampler, params.grammar)
         if params.temperature <= 0:
             sampler.add_greedy()
             return sampler
@@ -96,6 +98,23 @@ class LlamaCppEngine:
         seed = params.seed if params.seed is not None else random.getrandbits(32)
         sampler.add_dist(seed)
         return sampler
+
+    def _add_grammar(self, sampler: LlamaSampler, grammar: GrammarConstraint) -> None:
+        vocab = self._model.vocab
+        if grammar.lazy:
+            patterns = (ctypes.c_char_p * len(grammar.triggers))(*(p.encode() for p in grammar.triggers))
+            no_tokens = (llama_cpp.llama_token * 0)()
+            handle = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+                vocab, grammar.gbnf.encode(), b"root", patterns, len(grammar.triggers), no_tokens, 0)
+        else:
+            handle = llama_cpp.llama_sampler_init_grammar(vocab, grammar.gbnf.encode(), b"root")
+        if not handle:
+            raise InvalidRequestError("the tool schemas could not be compiled into a grammar")
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, handle)
+
+    def check_grammar(self, grammar: GrammarConstraint) -> None:
+        """Compile once up front, so a bad grammar is a 400 before the response starts."""
+        self._add_grammar(LlamaSampler(), grammar)
 
     def _decode(self, tokens: list[int]) -> None:
         self._batch.set_batch(batch=tokens, n_past=len(self._kv_tokens), logits_all=False)

@@ -32,6 +32,9 @@ class ScriptedEngine:
     def is_end_of_generation(self, token: int) -> bool:
         return token == END
 
+    def check_grammar(self, grammar) -> None:
+        pass
+
     def generate(self, prompt: list[int], params: SamplingParams, cancelled: threading.Event) -> Iterator[int]:
         for i in range(min(len(self._pieces), params.max_tokens)):
             if cancelled.is_set():

@@ -37,7 +37,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def _is_branch_name(part: object) -> bool:
     """Union branch labels in a pydantic error location; they mean nothing to a client."""
-    return isinstance(part, str) and (part in {"str", "text_block", "other_block"} or "[" in part)
+    return isinstance(part, str) and (part == "str" or part.endswith("_block") or "[" in part
+                                      or part in {"TextBlockParam", "OtherBlockParam"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -19,20 +19,77 @@ class TextBlockParam(_Wire):
 
 
 class OtherBlockParam(_Wire):
-    """Any block type parley does not handle yet; rejected with a clear message in translation."""
+    """Any block type parley does not handle; rejected with a clear message in translation."""
 
     type: str
 
 
+_BLOCK_TAGS = {"text": "text_block", "tool_use": "tool_use_block", "tool_result": "tool_result_block",
+               "thinking": "thinking_block", "redacted_thinking": "redacted_thinking_block"}
+
+
 def _block_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "text_block" if kind == "text" else "other_block"
+    return _BLOCK_TAGS.get(kind, "other_block")
 
 
-ContentBlockParam = Annotated[
+ResultContentParam = Annotated[
     Annotated[TextBlockParam, Tag("text_block")] | Annotated[OtherBlockParam, Tag("other_block")],
     Discriminator(_block_tag),
 ]
+
+
+class ToolUseBlockParam(_Wire):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+    cache_control: dict[str, Any] | None = None
+
+
+class ToolResultBlockParam(_Wire):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[ResultContentParam] | None = None
+    is_error: bool | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+class ThinkingBlockParam(_Wire):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str | None = None
+
+
+class RedactedThinkingBlockParam(_Wire):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+ContentBlockParam = Annotated[
+    Annotated[TextBlockParam, Tag("text_block")]
+    | Annotated[ToolUseBlockParam, Tag("tool_use_block")]
+    | Annotated[ToolResultBlockParam, Tag("tool_result_block")]
+    | Annotated[ThinkingBlockParam, Tag("thinking_block")]
+    | Annotated[RedactedThinkingBlockParam, Tag("redacted_thinking_block")]
+    | Annotated[OtherBlockParam, Tag("other_block")],
+    Discriminator(_block_tag),
+]
+
+
+class ToolParam(_Wire):
+    """A client tool (`input_schema`), or an Anthropic server tool (a versioned `type`, no schema)."""
+
+    name: str
+    type: str | None = None
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+
+
+class ToolChoiceParam(_Wire):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
 
 
 class MessageParam(_Wire):
@@ -44,8 +101,8 @@ class _ConversationRequest(_Wire):
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoiceParam | None = None
     thinking: dict[str, Any] | None = None
 
 

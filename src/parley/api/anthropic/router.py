@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -13,7 +14,7 @@ from ...models.discovery import ModelEntry
 from ..sse import EventStreamResponse, until_disconnected
 from .protocol import CountTokensRequest, MessagesRequest
 from .stream import collect_message, sse_message
-from .translate import new_message_id, to_conversation, to_sampling
+from .translate import new_message_id, to_conversation, to_sampling, to_tool_choice
 
 router = APIRouter()
 
@@ -64,9 +65,11 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Any:
     conversation = to_conversation(body)
+    choice = to_tool_choice(body, conversation.tools)
     params = to_sampling(body)
     runner = await request.app.state.registry.runner(body.model)
-    chat = await prepare_chat(runner, conversation, params)
+    settings = request.app.state.settings
+    chat = await prepare_chat(runner, conversation, params, choice, settings.tool_grammar)
     msg_id = new_message_id()
     if body.stream:
         interval = request.app.state.settings.ping_interval
@@ -81,5 +84,8 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, int]:
     conversation = to_conversation(body)
+    choice = to_tool_choice(body, conversation.tools)
     runner = await request.app.state.registry.runner(body.model)
+    if choice.kind == "none":  # rendered exactly as /v1/messages renders it
+        conversation = dataclasses.replace(conversation, tools=[])
     return {"input_tokens": len(await tokenize_conversation(runner, conversation))}

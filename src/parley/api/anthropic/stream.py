@@ -6,13 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.events import Finish, TextDelta
+from ...chat.events import Finish
 from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
 from ..sse import sse_event, with_heartbeat
+from .blocks import BlockAssembler, ContentCollector
 from .translate import message_body, usage
 
 log = logging.getLogger(__name__)
+
+PING = {"type": "ping"}
 
 
 def error_body(exc: Exception) -> dict[str, Any]:
@@ -22,38 +25,25 @@ def error_body(exc: Exception) -> dict[str, Any]:
 
 
 async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval: float) -> AsyncIterator[bytes]:
-    """message_start → (content_block_start, ping, deltas, content_block_stop) → message_delta → message_stop.
-    Pings keep a silent connection alive while the request queues or its prompt is prefilled."""
+    """message_start → (content_block_start, deltas, content_block_stop)… → message_delta → message_stop.
+    A ping follows the first block's start; more keep a silent connection alive while the request queues
+    or its prompt is prefilled."""
     n_in = len(chat.prompt_tokens)
     yield sse_event("message_start", {"type": "message_start",
                                       "message": message_body(msg_id, model, [], None, n_in)})
-    index = 0
-    block_open = False
-
-    def open_block() -> list[bytes]:
-        nonlocal block_open
-        block_open = True
-        return [
-            sse_event("content_block_start", {"type": "content_block_start", "index": index,
-                                              "content_block": {"type": "text", "text": ""}}),
-            sse_event("ping", {"type": "ping"}),
-        ]
-
+    blocks = BlockAssembler()
+    first_block = True
     try:
         async for event in with_heartbeat(chat.events(), ping_interval):
             if event is None:
-                yield sse_event("ping", {"type": "ping"})
-            elif isinstance(event, TextDelta):
-                if not block_open:
-                    for frame in open_block():
-                        yield frame
-                yield sse_event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                        "delta": {"type": "text_delta", "text": event.text}})
-            elif isinstance(event, Finish):
-                if not block_open:
-                    for frame in open_block():
-                        yield frame
-                yield sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
+                yield sse_event("ping", PING)
+                continue
+            for op in blocks.feed(event):
+                yield sse_event(op.event, op.payload)
+                if first_block and op.event == "content_block_start":
+                    first_block = False
+                    yield sse_event("ping", PING)
+            if isinstance(event, Finish):
                 yield sse_event("message_delta", {
                     "type": "message_delta",
                     "delta": {"stop_reason": event.stop_reason, "stop_sequence": event.stop_sequence},
@@ -67,12 +57,12 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
 
 
 async def collect_message(chat: PreparedChat, msg_id: str, model: str) -> dict[str, Any]:
-    text: list[str] = []
+    blocks = BlockAssembler()
+    collector = ContentCollector()
     finish: Finish | None = None
     async for event in chat.events():
-        if isinstance(event, TextDelta):
-            text.append(event.text)
-        elif isinstance(event, Finish):
+        for op in blocks.feed(event):
+            collector.apply(op)
+        if isinstance(event, Finish):
             finish = event
-    content = [{"type": "text", "text": "".join(text)}]
-    return message_body(msg_id, model, content, finish, len(chat.prompt_tokens))
+    return message_body(msg_id, model, collector.content, finish, len(chat.prompt_tokens))

@@ -1,53 +1,150 @@
-"""Anthropic wire types ↔ the neutral chat core."""
+"""Anthropic wire types → the neutral chat core (conversation, sampling, tools)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from ...chat.events import Finish
-from ...chat.messages import ChatMessage, Conversation
+from ...chat.messages import ChatMessage, Conversation, ToolCall, ToolSpec
 from ...chat.params import SamplingParams
+from ...chat.tools import ToolChoice
 from ...errors import InvalidRequestError
-from .protocol import MessageParam, MessagesRequest, TextBlockParam, _ConversationRequest
+from .protocol import (
+    MessageParam,
+    MessagesRequest,
+    RedactedThinkingBlockParam,
+    TextBlockParam,
+    ThinkingBlockParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+    _ConversationRequest,
+)
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
-def _text_of(content: str | list[Any], where: str) -> str:
-    if isinstance(content, str):
-        return content
-    parts = []
-    for i, block in enumerate(content):
+def _unsupported(block: Any, where: str) -> InvalidRequestError:
+    return InvalidRequestError(f"{where}: content block type '{block.type}' is not supported")
+
+
+def _joined_text(blocks: list[Any], where: str) -> str:
+    texts = []
+    for i, block in enumerate(blocks):
         if not isinstance(block, TextBlockParam):
-            raise InvalidRequestError(f"{where}.content.{i}: content block type '{block.type}' is not supported")
-        parts.append(block.text)
-    return "\n\n".join(parts)
+            raise _unsupported(block, f"{where}.{i}")
+        texts.append(block.text)
+    return "\n\n".join(texts)
+
+
+def _tool_result_text(block: ToolResultBlockParam, where: str) -> str:
+    content = block.content
+    text = content if isinstance(content, str) else _joined_text(content or [], f"{where}.content")
+    return f"Error: {text}" if block.is_error else text
+
+
+def _turn(message: MessageParam, where: str, tool_names: dict[str, str]) -> list[ChatMessage]:
+    """One API message → neutral messages: tool results become `tool` turns before the user's text."""
+    if isinstance(message.content, str):
+        return [ChatMessage(message.role, message.content)]
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    results: list[ChatMessage] = []
+    for i, block in enumerate(message.content):
+        at = f"{where}.content.{i}"
+        if isinstance(block, TextBlockParam):
+            texts.append(block.text)
+        elif isinstance(block, ToolUseBlockParam) and message.role == "assistant":
+            calls.append(ToolCall(block.id, block.name, block.input))
+            tool_names[block.id] = block.name
+        elif isinstance(block, ToolResultBlockParam) and message.role == "user":
+            results.append(ChatMessage("tool", _tool_result_text(block, at), tool_call_id=block.tool_use_id,
+                                       name=tool_names.get(block.tool_use_id)))
+        elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam) and message.role == "assistant":
+            continue  # past reasoning: most templates drop it
+        else:
+            raise _unsupported(block, at)
+    out = results
+    if texts or calls or not results:
+        out.append(ChatMessage(message.role, "\n\n".join(texts), tool_calls=tuple(calls)))
+    return out
 
 
 def _merged(messages: list[MessageParam]) -> list[ChatMessage]:
-    """Consecutive turns of one role are joined, as the API does."""
+    """Consecutive user or assistant turns are joined, as the API does; tool results stay separate."""
     merged: list[ChatMessage] = []
+    tool_names: dict[str, str] = {}
     for i, message in enumerate(messages):
-        text = _text_of(message.content, f"messages.{i}")
-        if merged and merged[-1].role == message.role:
-            text = merged[-1].content + "\n\n" + text
-            merged.pop()
-        merged.append(ChatMessage(message.role, text))
+        for turn in _turn(message, f"messages.{i}", tool_names):
+            prev = merged[-1] if merged else None
+            if prev is not None and prev.role == turn.role and turn.role != "tool":
+                text = "\n\n".join(t for t in (prev.content, turn.content) if t)
+                turn = ChatMessage(turn.role, text, tool_calls=prev.tool_calls + turn.tool_calls)
+                merged.pop()
+            merged.append(turn)
     return merged
+
+
+def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
+    if tool.input_schema is None and tool.type not in (None, "custom"):
+        return None  # an Anthropic server tool (web search, tool search, ...): not offered to the model
+    if not TOOL_NAME.match(tool.name):
+        raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
+    if tool.input_schema is None:
+        raise InvalidRequestError(f"{where}.input_schema: Field required")
+    try:
+        Draft202012Validator.check_schema(tool.input_schema)
+    except SchemaError as exc:
+        raise InvalidRequestError(f"{where}.input_schema: invalid JSON Schema: {exc.message}") from exc
+    if tool.input_schema.get("type") != "object":
+        raise InvalidRequestError(f"{where}.input_schema.type: Input should be 'object'")
+    return ToolSpec(tool.name, tool.description or "", tool.input_schema)
+
+
+def _tools(req: _ConversationRequest) -> list[ToolSpec]:
+    specs = [_tool_spec(t, f"tools.{i}") for i, t in enumerate(req.tools or [])]
+    tools = [s for s in specs if s is not None]
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("tools: Tool names must be unique.")
+    return tools
+
+
+def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoice:
+    choice = req.tool_choice
+    if choice is None:
+        return ToolChoice()
+    parallel = not choice.disable_parallel_tool_use
+    if choice.type == "tool":
+        if not choice.name:
+            raise InvalidRequestError("tool_choice.name: Field required")
+        if choice.name not in {t.name for t in tools}:
+            raise InvalidRequestError(f"tool_choice.name: tool '{choice.name}' is not in tools")
+    if choice.type in ("any", "tool") and not tools:
+        raise InvalidRequestError(f"tool_choice: '{choice.type}' requires tools")
+    return ToolChoice(choice.type, choice.name, parallel)
 
 
 def to_conversation(req: _ConversationRequest) -> Conversation:
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
-    system = None if req.system is None else _text_of(req.system, "system")
+    system = None
+    if req.system is not None:
+        system = req.system if isinstance(req.system, str) else _joined_text(req.system, "system")
     messages = _merged(req.messages)
     last = messages[-1]
-    if last.role == "assistant" and last.content != last.content.rstrip():
+    if last.role == "assistant" and not last.tool_calls and last.content != last.content.rstrip():
         raise InvalidRequestError("final assistant content cannot end with trailing whitespace")
-    return Conversation(messages=messages, system=system or None)
+    return Conversation(messages=messages, system=system or None, tools=_tools(req))
 
 
 def to_sampling(req: MessagesRequest) -> SamplingParams:

@@ -1,0 +1,52 @@
+"""Per request: which tools the model may call, how its output is parsed, what grammar constrains it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..grammar.tool_grammar import forced_grammar, lazy_grammar
+from ..parsers.infer import infer_tool_format
+from ..parsers.tool_calls import ToolCallParser
+from .messages import ToolSpec
+from .params import GrammarConstraint
+
+ChoiceKind = Literal["auto", "any", "tool", "none"]
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    kind: ChoiceKind = "auto"
+    name: str | None = None  # kind "tool"
+    parallel: bool = True
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    tools: list[ToolSpec]
+    choice: ToolChoice
+    template_source: str
+    grammar_in_auto: bool = True
+
+    @property
+    def active(self) -> bool:
+        return bool(self.tools) and self.choice.kind != "none"
+
+    def _callable(self) -> list[ToolSpec]:
+        if self.choice.kind == "tool":
+            return [t for t in self.tools if t.name == self.choice.name]
+        return self.tools
+
+    def grammar(self) -> GrammarConstraint | None:
+        if not self.active:
+            return None
+        fmt = infer_tool_format(self.template_source)
+        if self.choice.kind in ("any", "tool"):
+            return forced_grammar(self._callable(), fmt.native, self.choice.parallel)
+        return lazy_grammar(self.tools, fmt.syntaxes, self.choice.parallel) if self.grammar_in_auto else None
+
+    def parser(self) -> ToolCallParser | None:
+        if not self.active:
+            return None
+        fmt = infer_tool_format(self.template_source)
+        return ToolCallParser(fmt.syntaxes, {t.name for t in self._callable()})

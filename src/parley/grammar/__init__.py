@@ -1,0 +1,1 @@
+"""Constrained decoding: JSON Schemas → GBNF grammars for llama.cpp."""

@@ -1,0 +1,90 @@
+"""Grammars that make every tool call parley returns valid against its tool's input_schema.
+
+The call object `{"name": ..., "arguments": ...}` is one JSON Schema (an anyOf over the tools) turned
+into GBNF by llama.cpp's own converter; the format's wrapper (`<tool_call>…</tool_call>`, a ```json
+fence) goes around it. Forced grammars apply from the first token (`tool_choice` any/tool); lazy ones
+engage when the output starts a call (`auto`), so free text stays unconstrained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from ..chat.messages import ToolSpec
+from ..chat.params import GrammarConstraint
+from ..parsers.tool_calls import CallSyntax
+
+
+def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
+    """Move a tool's `$defs`/`definitions` to the top level under unique names, rewriting its `$ref`s."""
+    if isinstance(schema, dict):
+        for key in ("$defs", "definitions"):
+            for name, sub in (schema.get(key) or {}).items():
+                defs[f"{prefix}{name}"] = _hoist_defs(sub, prefix, defs)
+        out = {}
+        for k, v in schema.items():
+            if k in ("$defs", "definitions"):
+                continue
+            if k == "$ref" and isinstance(v, str):
+                v = re.sub(r"^#/(\$defs|definitions)/", f"#/$defs/{prefix}", v)
+            out[k] = _hoist_defs(v, prefix, defs)
+        return out
+    if isinstance(schema, list):
+        return [_hoist_defs(v, prefix, defs) for v in schema]
+    return schema
+
+
+def call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    variants = []
+    for i, tool in enumerate(tools):
+        arguments = _hoist_defs(tool.input_schema or {"type": "object"}, f"t{i}_", defs)
+        variants.append({
+            "type": "object",
+            "properties": {"name": {"const": tool.name}, "arguments": arguments},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
+    schema: dict[str, Any] = {"anyOf": variants} if len(variants) > 1 else variants[0]
+    if defs:
+        schema["$defs"] = defs
+    return schema
+
+
+def _call_rules(tools: list[ToolSpec]) -> str:
+    gbnf = json_schema_to_gbnf(json.dumps(call_schema(tools)), prop_order=["name", "arguments"])
+    return re.sub(r"^root ::=", "call ::=", gbnf, flags=re.MULTILINE)
+
+
+def _literal(text: str) -> str:
+    return json.dumps(text)
+
+
+def _wrapped(syntax: CallSyntax) -> str:
+    if syntax.opener_is_json:
+        return "call"
+    return f"{_literal(syntax.opener)} space call space {_literal(syntax.closer)}" if syntax.closer else (
+        f"{_literal(syntax.opener)} space call")
+
+
+def forced_grammar(tools: list[ToolSpec], native: CallSyntax, parallel: bool) -> GrammarConstraint:
+    """`tool_choice` any/tool: the output is one (or more) calls of these tools, from the first token."""
+    block = _wrapped(native)
+    more = f" ( space {block} )*" if parallel and not native.opener_is_json else ""
+    return GrammarConstraint(f"root ::= {block}{more}\n{_call_rules(tools)}")
+
+
+def lazy_grammar(tools: list[ToolSpec], syntaxes: tuple[CallSyntax, ...], parallel: bool) -> GrammarConstraint:
+    """`tool_choice` auto: free text until an opener appears, then a valid call (or calls) and the end."""
+    blocks = " | ".join(f"( {_wrapped(s)} )" for s in syntaxes)
+    more = f" ( space ( {blocks} ) )*" if parallel else ""
+    # llama.cpp matches a trigger against all the text so far and constrains from its first group on.
+    triggers = tuple(
+        r"\s*(\{\s*\"name\")[\s\S]*" if s.opener_is_json else rf"[\s\S]*?({re.escape(s.opener)})[\s\S]*"
+        for s in syntaxes
+    )
+    return GrammarConstraint(f"root ::= ( {blocks} ){more}\n{_call_rules(tools)}", lazy=True, triggers=triggers)

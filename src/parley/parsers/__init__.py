@@ -1,0 +1,1 @@
+"""Incremental output parsers: model text → text, tool-call and reasoning events. One per format."""

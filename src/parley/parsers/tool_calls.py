@@ -1,0 +1,166 @@
+"""The streaming tool-call parser: free text in, text and tool-call events out.
+
+A format is a set of call syntaxes (hermes `<tool_call>…</tool_call>`, a ```json fence, bare JSON at the
+start, Llama 3's `<|python_tag|>`); each wraps one JSON call object read by `JsonCallScanner`. Text that
+may still become an opener is held back, so markup never leaks into text.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .json_scan import JsonCallScanner, NotACall
+
+
+@dataclass(frozen=True)
+class CallSyntax:
+    opener: str
+    closer: str = ""
+    markup: bool = False  # the opener is tool-call markup: a cut-off call is dropped, never shown as text
+    opener_is_json: bool = False  # the opener is the JSON object's own first character
+    only_at_start: bool = False  # recognised only before any other text of the turn
+
+
+HERMES = CallSyntax("<tool_call>", "</tool_call>", markup=True)
+JSON_FENCE = CallSyntax("```json", "```")
+BARE_JSON = CallSyntax("{", opener_is_json=True, only_at_start=True)
+PYTHON_TAG = CallSyntax("<|python_tag|>", markup=True)
+
+
+def new_tool_id() -> str:
+    return f"toolu_{secrets.token_hex(12)}"
+
+
+class ToolCallParser:
+    """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
+
+    def __init__(self, syntaxes: tuple[CallSyntax, ...], tool_names: set[str]) -> None:
+        self._syntaxes = syntaxes
+        self._tools = tool_names
+        self._held = ""  # text that may be the start of an opener (or leading whitespace)
+        self._seen_text = False  # any non-whitespace text emitted this turn
+        self._call: tuple[CallSyntax, JsonCallScanner] | None = None
+        self._call_raw = ""  # everything fed to the current call, opener included
+        self._started = False
+        self._closer: str | None = None  # the closer still expected after a finished call
+
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        while text:
+            if self._call is not None:
+                text = self._feed_call(text, events)
+            elif self._closer is not None:
+                text = self._feed_closer(text)
+            else:
+                text = self._feed_text(text, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        events: list[Event] = []
+        if self._call is not None:
+            syntax, _ = self._call
+            if self._started:
+                events.append(ToolCallEnd(None))  # cut off: the input is incomplete
+            elif not syntax.markup:
+                self._emit_text(self._call_raw, events)
+        elif self._held.strip():
+            self._emit_text(self._held, events)
+        self._held, self._call = "", None
+        return events
+
+    # -- text -------------------------------------------------------------------------------------
+    def _feed_text(self, text: str, events: list[Event]) -> str:
+        buf = self._held + text
+        self._held = ""
+        found = self._find_opener(buf)
+        if found is not None:
+            at, syntax = found
+            self._emit_text(buf[:at], events)
+            self._call = (syntax, JsonCallScanner(self._tools))
+            self._call_raw, self._started = "", False
+            start = at if syntax.opener_is_json else at + len(syntax.opener)
+            self._call_raw = buf[at:start]
+            return buf[start:]
+        keep = self._partial_opener_length(buf)
+        safe, self._held = buf[: len(buf) - keep], buf[len(buf) - keep :]
+        if safe.strip():
+            self._emit_text(safe, events)
+        else:
+            self._held = safe + self._held  # leading whitespace waits: a call may follow
+        return ""
+
+    def _at_start(self, buf: str, at: int) -> bool:
+        return not self._seen_text and not buf[:at].strip()
+
+    def _find_opener(self, buf: str) -> tuple[int, CallSyntax] | None:
+        best: tuple[int, CallSyntax] | None = None
+        for syntax in self._syntaxes:
+            at = buf.find(syntax.opener)
+            if syntax.only_at_start and at >= 0 and not self._at_start(buf, at):
+                at = -1
+            if at >= 0 and (best is None or at < best[0]):
+                best = (at, syntax)
+        return best
+
+    def _partial_opener_length(self, buf: str) -> int:
+        best = 0
+        for syntax in self._syntaxes:
+            opener = syntax.opener
+            for n in range(min(len(opener) - 1, len(buf)), best, -1):
+                if buf.endswith(opener[:n]) and (not syntax.only_at_start or self._at_start(buf, len(buf) - n)):
+                    best = n
+                    break
+        return best
+
+    def _emit_text(self, text: str, events: list[Event]) -> None:
+        if not text:
+            return
+        if not self._seen_text:
+            text = text.lstrip()
+            if not text:
+                return
+        self._seen_text = True
+        events.append(TextDelta(text))
+
+    # -- call -------------------------------------------------------------------------------------
+    def _feed_call(self, text: str, events: list[Event]) -> str:
+        syntax, scanner = self._call
+        self._call_raw += text
+        try:
+            args = scanner.feed(text)
+        except NotACall:
+            self._call = None  # it was only text after all
+            self._emit_text(self._call_raw, events)
+            return ""
+        if scanner.name is not None and not self._started:
+            self._started = True
+            events.append(ToolCallStart(new_tool_id(), scanner.name))
+        if args:
+            events.append(ToolArgsDelta(args))
+        if not scanner.done:
+            return ""
+        if not self._started:
+            self._started = True
+            events.append(ToolCallStart(new_tool_id(), scanner.name))
+        events.append(ToolCallEnd(scanner.arguments()))
+        self._call, self._closer = None, syntax.closer
+        self._seen_text = True
+        return scanner.rest
+
+    def _feed_closer(self, text: str) -> str:
+        """Skip whitespace and the closer after a call; anything else goes back to text."""
+        expected = self._closer or ""
+        stripped = text.lstrip()
+        if not expected:
+            self._closer = None
+            return stripped
+        if stripped.startswith(expected):
+            self._closer = None
+            return stripped[len(expected):]
+        if expected.startswith(stripped):
+            self._closer = expected[len(stripped):] or None
+            return ""
+        self._closer = None
+        return stripped
