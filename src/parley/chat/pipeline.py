@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from ..engines._bridge import Admission, EngineRunner
 from ..errors import InvalidRequestError
 from .decode import Utf8Stream
-from .events import Event, Finish, StopReason, TextDelta, ToolCallEnd
+from .events import Event, Finish, StopReason, TextDelta, ToolCallEnd, ToolCallStart
 from .messages import Conversation
 from .params import SamplingParams
 from .stops import StopMatcher
@@ -75,12 +76,20 @@ async def _generate(admission: Admission, prompt: list[int], params: SamplingPar
     produced = 0
     reason: StopReason = "max_tokens"
     matched: str | None = None
-    called = False
+    calls: list[str] = []  # canonical JSON of each complete call this turn
+    repeated = False
+    name = ""
 
     def parsed(text: str) -> list[Event]:
-        nonlocal called
+        nonlocal repeated, name
         events = parser.feed(text) if parser else ([TextDelta(text)] if text else [])
-        called = called or any(isinstance(e, ToolCallEnd) and e.input is not None for e in events)
+        for event in events:
+            if isinstance(event, ToolCallStart):
+                name = event.name
+            elif isinstance(event, ToolCallEnd) and event.input is not None:
+                call = json.dumps([name, event.input], sort_keys=True)
+                repeated = repeated or call in calls  # small models loop on their last call
+                calls.append(call)
         return events
 
     async with aclosing(admission.tokens(prompt, params)) as tokens:
@@ -94,15 +103,17 @@ async def _generate(admission: Admission, prompt: list[int], params: SamplingPar
                 yield event
             if matched is not None:
                 break
+            if repeated:
+                reason = "end_turn"
+                break
     if matched is None:
         # The turn is over: a partial character or a held-back stop prefix is now plain text.
         text, matched = stops.feed(utf8.flush())
         for event in parsed(text + ("" if matched is not None else stops.flush())):
             yield event
     for event in parser.finish() if parser else []:
-        called = called or (isinstance(event, ToolCallEnd) and event.input is not None)
         yield event
     if matched is not None:
         yield Finish("stop_sequence", matched, produced)
     else:
-        yield Finish("tool_use" if called and reason == "end_turn" else reason, None, produced)
+        yield Finish("tool_use" if calls and reason == "end_turn" else reason, None, produced)

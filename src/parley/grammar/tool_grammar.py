@@ -55,8 +55,17 @@ def call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     return schema
 
 
+# The converter's `space` is `" "?`; models put newlines in JSON, and a lazy grammar that meets text it
+# cannot accept aborts the process inside llama.cpp. Triggers and grammar must agree on whitespace.
+SPACE = "[ \\t\\n\\r]{0,20}"
+SPACE_REGEX = r"[ \t\n\r]{0,20}"
+
+
 def _call_rules(tools: list[ToolSpec]) -> str:
     gbnf = json_schema_to_gbnf(json.dumps(call_schema(tools)), prop_order=["name", "arguments"])
+    gbnf = re.sub(r"^space ::= .*$", lambda _: f"space ::= {SPACE}", gbnf, flags=re.MULTILINE)
+    if not re.search(r"^space ::=", gbnf, flags=re.MULTILINE):
+        gbnf += f"\nspace ::= {SPACE}"
     return re.sub(r"^root ::=", "call ::=", gbnf, flags=re.MULTILINE)
 
 
@@ -84,7 +93,8 @@ def lazy_grammar(tools: list[ToolSpec], syntaxes: tuple[CallSyntax, ...], parall
     more = f" ( space ( {blocks} ) )*" if parallel else ""
     # llama.cpp matches a trigger against all the text so far and constrains from its first group on.
     triggers = tuple(
-        r"\s*(\{\s*\"name\")[\s\S]*" if s.opener_is_json else rf"[\s\S]*?({re.escape(s.opener)})[\s\S]*"
+        rf'(?:[\s\S]*?\n)?{SPACE_REGEX}(\{{{SPACE_REGEX}"name")[\s\S]*' if s.opener_is_json
+        else rf"[\s\S]*?({re.escape(s.opener)})[\s\S]*"
         for s in syntaxes
     )
     return GrammarConstraint(f"root ::= ( {blocks} ){more}\n{_call_rules(tools)}", lazy=True, triggers=triggers)

@@ -20,12 +20,12 @@ class CallSyntax:
     closer: str = ""
     markup: bool = False  # the opener is tool-call markup: a cut-off call is dropped, never shown as text
     opener_is_json: bool = False  # the opener is the JSON object's own first character
-    only_at_start: bool = False  # recognised only before any other text of the turn
+    line_start: bool = False  # recognised only at the start of a line (or of the turn)
 
 
 HERMES = CallSyntax("<tool_call>", "</tool_call>", markup=True)
 JSON_FENCE = CallSyntax("```json", "```")
-BARE_JSON = CallSyntax("{", opener_is_json=True, only_at_start=True)
+BARE_JSON = CallSyntax("{", opener_is_json=True, line_start=True)
 PYTHON_TAG = CallSyntax("<|python_tag|>", markup=True)
 
 
@@ -41,6 +41,7 @@ class ToolCallParser:
         self._tools = tool_names
         self._held = ""  # text that may be the start of an opener (or leading whitespace)
         self._seen_text = False  # any non-whitespace text emitted this turn
+        self._at_line_start = True  # the output so far ends at a line start (or is empty)
         self._call: tuple[CallSyntax, JsonCallScanner] | None = None
         self._call_raw = ""  # everything fed to the current call, opener included
         self._started = False
@@ -77,7 +78,8 @@ class ToolCallParser:
         found = self._find_opener(buf)
         if found is not None:
             at, syntax = found
-            self._emit_text(buf[:at], events)
+            if buf[:at].strip():  # whitespace between calls is not a text block
+                self._emit_text(buf[:at], events)
             self._call = (syntax, JsonCallScanner(self._tools))
             self._call_raw, self._started = "", False
             start = at if syntax.opener_is_json else at + len(syntax.opener)
@@ -92,14 +94,19 @@ class ToolCallParser:
         return ""
 
     def _at_start(self, buf: str, at: int) -> bool:
-        return not self._seen_text and not buf[:at].strip()
+        """Only whitespace between the last line break (or the turn's start) and `at`."""
+        before = buf[:at]
+        line = before.rsplit("\n", 1)
+        if len(line) == 2:
+            return not line[1].strip()
+        return self._at_line_start and not before.strip()
 
     def _find_opener(self, buf: str) -> tuple[int, CallSyntax] | None:
         best: tuple[int, CallSyntax] | None = None
         for syntax in self._syntaxes:
             at = buf.find(syntax.opener)
-            if syntax.only_at_start and at >= 0 and not self._at_start(buf, at):
-                at = -1
+            while syntax.line_start and at >= 0 and not self._at_start(buf, at):
+                at = buf.find(syntax.opener, at + 1)
             if at >= 0 and (best is None or at < best[0]):
                 best = (at, syntax)
         return best
@@ -109,7 +116,7 @@ class ToolCallParser:
         for syntax in self._syntaxes:
             opener = syntax.opener
             for n in range(min(len(opener) - 1, len(buf)), best, -1):
-                if buf.endswith(opener[:n]) and (not syntax.only_at_start or self._at_start(buf, len(buf) - n)):
+                if buf.endswith(opener[:n]) and (not syntax.line_start or self._at_start(buf, len(buf) - n)):
                     best = n
                     break
         return best
@@ -122,6 +129,7 @@ class ToolCallParser:
             if not text:
                 return
         self._seen_text = True
+        self._at_line_start = text.endswith("\n")
         events.append(TextDelta(text))
 
     # -- call -------------------------------------------------------------------------------------
@@ -146,7 +154,7 @@ class ToolCallParser:
             events.append(ToolCallStart(new_tool_id(), scanner.name))
         events.append(ToolCallEnd(scanner.arguments()))
         self._call, self._closer = None, syntax.closer
-        self._seen_text = True
+        self._seen_text, self._at_line_start = True, True
         return scanner.rest
 
     def _feed_closer(self, text: str) -> str:
