@@ -16,7 +16,17 @@ from .events import Event, Finish, StopReason, TextDelta, ToolCallEnd, ToolCallS
 from .messages import Conversation
 from .params import SamplingParams
 from .stops import StopMatcher
+from .tool_fallback import template_supports_tools, with_tools_in_text
 from .tools import ToolChoice, ToolPlan
+
+
+def conversation_for(conversation: Conversation, plan: ToolPlan) -> Conversation:
+    """What the template renders: no tools that may not be called; tools as text if it knows none."""
+    if not plan.active:
+        conversation = dataclasses.replace(conversation, tools=[])
+    if not template_supports_tools(plan.template_source):
+        conversation = with_tools_in_text(conversation)
+    return conversation
 
 
 async def tokenize_conversation(runner: EngineRunner, conversation: Conversation) -> list[int]:
@@ -54,9 +64,7 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
                        choice: ToolChoice | None = None, grammar_in_auto: bool = True) -> PreparedChat:
     engine = runner.engine
     plan = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
-    if not plan.active:
-        conversation = dataclasses.replace(conversation, tools=[])  # never offer what may not be called
-    prompt = await tokenize_conversation(runner, conversation)
+    prompt = await tokenize_conversation(runner, conversation_for(conversation, plan))
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...chat.pipeline import prepare_chat, tokenize_conversation
+from ...chat.pipeline import conversation_for, prepare_chat, tokenize_conversation
+from ...chat.tools import ToolPlan
 from ...errors import InvalidRequestError
 from ...models.discovery import ModelEntry
 from ..sse import EventStreamResponse, until_disconnected
@@ -86,6 +86,6 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, 
     conversation = to_conversation(body)
     choice = to_tool_choice(body, conversation.tools)
     runner = await request.app.state.registry.runner(body.model)
-    if choice.kind == "none":  # rendered exactly as /v1/messages renders it
-        conversation = dataclasses.replace(conversation, tools=[])
-    return {"input_tokens": len(await tokenize_conversation(runner, conversation))}
+    plan = ToolPlan(conversation.tools, choice, runner.engine.chat_template.source)
+    prompt = await tokenize_conversation(runner, conversation_for(conversation, plan))  # as /v1/messages does
+    return {"input_tokens": len(prompt)}
