@@ -87,14 +87,20 @@ def forced_grammar(tools: list[ToolSpec], native: CallSyntax, parallel: bool) ->
     return GrammarConstraint(f"root ::= {block}{more}\n{_call_rules(tools)}")
 
 
+def _trigger(syntax: CallSyntax) -> str:
+    """A regex that llama.cpp matches against all the output so far; the grammar then has to accept the
+    text from its first group to the end — and aborts the process if it cannot. So a trigger matches
+    only while the output ends in the opener plus a tail the grammar surely accepts; a token that
+    overshoots leaves that call unconstrained (and leniently parsed) instead."""
+    ws = SPACE_REGEX
+    if syntax.opener_is_json:
+        return rf'(?:[\s\S]*?\n)?{ws}(\{{{ws}"name")(?:{ws}:{ws}"?)?'
+    return rf"[\s\S]*?({re.escape(syntax.opener)}){ws}\{{?"
+
+
 def lazy_grammar(tools: list[ToolSpec], syntaxes: tuple[CallSyntax, ...], parallel: bool) -> GrammarConstraint:
     """`tool_choice` auto: free text until an opener appears, then a valid call (or calls) and the end."""
     blocks = " | ".join(f"( {_wrapped(s)} )" for s in syntaxes)
     more = f" ( space ( {blocks} ) )*" if parallel else ""
-    # llama.cpp matches a trigger against all the text so far and constrains from its first group on.
-    triggers = tuple(
-        rf'(?:[\s\S]*?\n)?{SPACE_REGEX}(\{{{SPACE_REGEX}"name")[\s\S]*' if s.opener_is_json
-        else rf"[\s\S]*?({re.escape(s.opener)})[\s\S]*"
-        for s in syntaxes
-    )
+    triggers = tuple(_trigger(s) for s in syntaxes)
     return GrammarConstraint(f"root ::= ( {blocks} ){more}\n{_call_rules(tools)}", lazy=True, triggers=triggers)
