@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..grammar.tool_grammar import forced_grammar, lazy_grammar
-from ..parsers.infer import infer_tool_format
-from ..parsers.tool_calls import ToolCallParser
+from ..parsers.infer import OutputParser, infer_tool_format
 from .messages import ToolSpec
 from .params import GrammarConstraint
 
@@ -45,8 +44,8 @@ class ToolPlan:
             return forced_grammar(self._callable(), fmt.native, self.choice.parallel)
         return lazy_grammar(self.tools, fmt.syntaxes, self.choice.parallel) if self.grammar_in_auto else None
 
-    def parser(self) -> ToolCallParser | None:
+    def parser(self) -> OutputParser | None:
         if not self.active:
             return None
         fmt = infer_tool_format(self.template_source)
-        return ToolCallParser(fmt.syntaxes, {t.name for t in self._callable()})
+        return fmt.make_parser({t.name: t.input_schema for t in self._callable()})

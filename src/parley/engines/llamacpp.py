@@ -18,6 +18,9 @@ from ..chat.template import ChatTemplate
 from ..errors import EngineError, InvalidRequestError
 
 GGUF_MAGIC = b"GGUF"
+# Control tokens that output parsers must see; llama.cpp renders control tokens as "" by default.
+PRESERVED_MARKERS = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|python_tag|>",
+                     "<think>", "</think>", "<|channel|>", "<|message|>", "<|start|>", "<|end|>")
 
 
 def read_gguf_magic(path: Path) -> bool:
@@ -51,6 +54,7 @@ class LlamaCppEngine:
         self._kv_tokens: list[int] = []  # what the KV cache holds now, position by position
         self.n_ctx = self._llama.n_ctx()
         self.metadata = dict(self._llama.metadata)
+        self._markers = self._marker_tokens()
         self.chat_template = ChatTemplate(
             self.metadata.get("tokenizer.chat_template"),
             bos_token=self._special_text(self._model.token_bos()),
@@ -68,13 +72,22 @@ class LlamaCppEngine:
             text = text[len(bos):]
         return self._model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
+    def _marker_tokens(self) -> frozenset[int]:
+        found = set()
+        for marker in PRESERVED_MARKERS:
+            ids = self._model.tokenize(marker.encode(), add_bos=False, special=True)
+            if len(ids) == 1:
+                found.add(ids[0])
+        return frozenset(found)
+
     def token_bytes(self, token: int) -> bytes:
         # llama-cpp-python's own token_to_piece returns its whole fixed buffer, NULs included.
+        special = token in self._markers
         buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, False)
+        n = llama_cpp.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, False)
+            n = llama_cpp.llama_token_to_piece(self._model.vocab, token, buf, len(buf), 0, special)
         return buf.raw[: max(n, 0)]
 
     def is_end_of_generation(self, token: int) -> bool:

@@ -9,6 +9,7 @@ engage when the output starts a call (`auto`), so free text stays unconstrained.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -17,6 +18,8 @@ from llama_cpp.llama_grammar import json_schema_to_gbnf
 from ..chat.messages import ToolSpec
 from ..chat.params import GrammarConstraint
 from ..parsers.tool_calls import CallSyntax
+
+log = logging.getLogger(__name__)
 
 
 def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
@@ -38,11 +41,50 @@ def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
     return schema
 
 
+_SHAPING = {"type", "$ref", "anyOf", "oneOf", "allOf", "enum", "const", "properties", "items", "prefixItems"}
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMAS = ("items", "additionalProperties", "not")
+
+
+def _normalized(schema: Any) -> Any:
+    """An annotation-only subschema (`{"description": ...}`) means any value; llama.cpp's converter only
+    understands that spelled `{}`."""
+    if not isinstance(schema, dict):
+        return schema
+    if not _SHAPING & schema.keys():
+        return {}
+    out = dict(schema)
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _normalized(sub) for name, sub in out[key].items()}
+    for key in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [_normalized(sub) for sub in out[key]]
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), dict):
+            out[key] = _normalized(out[key])
+    if out.get("items") == {}:  # the converter trips on an empty `items`; leaving it out means the same
+        del out["items"]
+    return out
+
+
+def _enforceable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema if the converter takes it, else any object: a call is still forced, its input unchecked."""
+    try:
+        json_schema_to_gbnf(json.dumps(schema))
+        return schema
+    except Exception:  # the converter asserts on schema features it does not know
+        log.warning("tool schema not enforceable by grammar; constraining to any object")
+        return {"type": "object"}
+
+
 def call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     variants = []
     for i, tool in enumerate(tools):
-        arguments = _hoist_defs(tool.input_schema or {"type": "object"}, f"t{i}_", defs)
+        schema = _enforceable(_normalized(tool.input_schema or {"type": "object"}))
+        arguments = _hoist_defs(schema, f"t{i}_", defs)
         variants.append({
             "type": "object",
             "properties": {"name": {"const": tool.name}, "arguments": arguments},

@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 ARGUMENT_KEYS = ("arguments", "parameters")
+# Llama 3.x often opens its call object with `"type": "function"` before the name.
+LEADING_KEYS = ("name", "type", *ARGUMENT_KEYS)
 
 
 class NotACall(Exception):
@@ -25,7 +27,8 @@ class JsonCallScanner:
         self.name: str | None = None
         self.args_raw = ""
         self.done = False
-        self.rest = ""
+        self.broken = False  # malformed after the name: the call stands (it has started) but has no input
+        self.rest = ""  # what followed the object once done, or what followed the character that raised NotACall
         self._sent = 0  # how much of args_raw has been handed out
         self._depth = 0
         self._in_string = False
@@ -38,9 +41,19 @@ class JsonCallScanner:
             if self.done:
                 self.rest += text[i:]
                 break
-            self._step(ch)
+            try:
+                self._step(ch)
+            except NotACall:
+                self.rest = text[i + 1 :]  # the caller shows what was consumed as text, then goes on from here
+                raise
         if self.name is None:
             return ""
+        if self.args_raw.startswith('"'):
+            # Arguments sent as a JSON string: the fragments must parse to the object, so send it decoded at the end.
+            if not self.done or self._sent:
+                return ""
+            self._sent, value = len(self.args_raw), self.arguments()
+            return json.dumps(value, ensure_ascii=False) if value is not None else ""
         out, self._sent = self.args_raw[self._sent :], len(self.args_raw)
         return out
 
@@ -80,22 +93,35 @@ class JsonCallScanner:
         if self._key in ARGUMENT_KEYS and (self.args_raw or not ch.isspace()):
             self.args_raw += ch
 
+    def _fail(self, why: str) -> None:
+        """Before the name this is not a call; after it the call has started, so it only loses its input."""
+        if self.name is None:
+            raise NotACall(why)
+        self.broken = True
+
     def _start_value(self) -> None:
-        key = _loads(self._member, "key")
+        try:
+            key = _loads(self._member, "key")
+        except NotACall:
+            key = None
         if not isinstance(key, str):
-            raise NotACall("key is not a string")
-        if self.name is None and key not in ("name", *ARGUMENT_KEYS):
+            self._fail("key is not a string")
+            key = ""
+        if self.name is None and key not in LEADING_KEYS:
             raise NotACall(f"unexpected key {key!r}")
         self._key, self._member = key, ""
 
     def _end_member(self) -> None:
-        if self._key == "name":
+        if self._key == "name" and self.name is None:
             name = _loads(self._member, "name")
             if name not in self._tools:
                 raise NotACall(f"unknown tool {name!r}")
             self.name = name
+        elif self._key == "type" and self.name is None:
+            if _loads(self._member, "type") != "function":
+                raise NotACall("type is not 'function'")
         elif self._key is None and self._member.strip():
-            raise NotACall("member without a value")
+            self._fail("member without a value")
         self._key, self._member = None, ""
 
     def _finish(self) -> None:
@@ -105,6 +131,8 @@ class JsonCallScanner:
 
     def arguments(self) -> dict[str, Any] | None:
         """The parsed input once done; None when the arguments are not a JSON object."""
+        if self.broken:
+            return None
         try:
             value = json.loads(self.args_raw) if self.args_raw.strip() else {}
             if isinstance(value, str):  # some models send the arguments as a JSON string

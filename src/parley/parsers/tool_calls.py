@@ -39,7 +39,7 @@ class ToolCallParser:
     def __init__(self, syntaxes: tuple[CallSyntax, ...], tool_names: set[str]) -> None:
         self._syntaxes = syntaxes
         self._tools = tool_names
-        self._held = ""  # text that may be the start of an opener (or leading whitespace)
+        self._held = ""  # text that may be the start of an opener, or whitespace that may precede one
         self._seen_text = False  # any non-whitespace text emitted this turn
         self._at_line_start = True  # the output so far ends at a line start (or is empty)
         self._call: tuple[CallSyntax, JsonCallScanner] | None = None
@@ -78,19 +78,20 @@ class ToolCallParser:
         found = self._find_opener(buf)
         if found is not None:
             at, syntax = found
-            if buf[:at].strip():  # whitespace between calls is not a text block
-                self._emit_text(buf[:at], events)
+            # Whitespace before a call is not text (kept with the call's raw text in case it is not one).
+            body = buf[:at].rstrip()
+            self._emit_text(body, events)
             self._call = (syntax, JsonCallScanner(self._tools))
-            self._call_raw, self._started = "", False
+            self._started = False
             start = at if syntax.opener_is_json else at + len(syntax.opener)
-            self._call_raw = buf[at:start]
+            self._call_raw = buf[len(body) : start]
             return buf[start:]
         keep = self._partial_opener_length(buf)
-        safe, self._held = buf[: len(buf) - keep], buf[len(buf) - keep :]
-        if safe.strip():
-            self._emit_text(safe, events)
-        else:
-            self._held = safe + self._held  # leading whitespace waits: a call may follow
+        safe = buf[: len(buf) - keep]
+        # Trailing whitespace waits: a call may follow, and the text must not depend on where chunks split.
+        body = safe.rstrip()
+        self._emit_text(body, events)
+        self._held = buf[len(body) :]
         return ""
 
     def _at_start(self, buf: str, at: int) -> bool:
@@ -139,9 +140,9 @@ class ToolCallParser:
         try:
             args = scanner.feed(text)
         except NotACall:
-            self._call = None  # it was only text after all
-            self._emit_text(self._call_raw, events)
-            return ""
+            self._call = None  # it was only text after all; what followed may still hold a call
+            self._emit_text(self._call_raw[: len(self._call_raw) - len(scanner.rest)], events)
+            return scanner.rest
         if scanner.name is not None and not self._started:
             self._started = True
             events.append(ToolCallStart(new_tool_id(), scanner.name))
@@ -152,9 +153,13 @@ class ToolCallParser:
         if not self._started:
             self._started = True
             events.append(ToolCallStart(new_tool_id(), scanner.name))
-        events.append(ToolCallEnd(scanner.arguments()))
+        arguments = scanner.arguments()
+        if arguments == {} and not scanner.args_raw:
+            events.append(ToolArgsDelta("{}"))  # no arguments member: the fragments must still parse to the input
+        events.append(ToolCallEnd(arguments))
         self._call, self._closer = None, syntax.closer
-        self._seen_text, self._at_line_start = True, True
+        # Text after a call is a new block: like the turn's first, its leading whitespace is dropped.
+        self._seen_text, self._at_line_start = False, True
         return scanner.rest
 
     def _feed_closer(self, text: str) -> str:

@@ -1,0 +1,244 @@
+"""Mistral's tool calls: `[TOOL_CALLS]` then a JSON array of call objects (v3 templates), one call object
+(what constrained decoding forces), or `name[ARGS]{json}` (recent templates, one marker per call, an
+optional `[CALL_ID]id` before `[ARGS]`).
+
+Text before a marker is text; a marker's prefix at the end of a chunk is held back, so markup never leaks.
+Content after a marker that turns out not to be a call of a known tool is shown as the model wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .json_scan import JsonCallScanner, NotACall
+from .tool_calls import new_tool_id
+
+MARKER = "[TOOL_CALLS]"
+ARGS = "[ARGS]"
+CALL_ID = "[CALL_ID]"
+MAX_NAME = 256  # a "name" longer than this is prose, not a tool name
+
+
+class MistralToolParser:
+    """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
+
+    def __init__(self, tool_names: set[str]) -> None:
+        self._tools = tool_names
+        self._held = ""  # text that may start a marker, or trailing whitespace that may precede one
+        self._seen_text = False  # any text emitted in the current text block
+        self._state = "text"  # text | open | array | element | object | name | call_id | args
+        self._buf = ""  # the current state's pending input
+        self._raw = ""  # markup consumed since the marker, shown as text if it is not a call after all
+        self._scanner: JsonCallScanner | None = None
+        self._started = False  # a ToolCallStart was emitted for the current call
+        self._args = _ObjectEnd()
+
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        text = self._buf + text
+        self._buf = ""
+        while text:
+            text = getattr(self, f"_feed_{self._state}")(text, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        events: list[Event] = []
+        if self._started:
+            events.append(ToolCallEnd(None))  # cut off: the input is incomplete
+        elif self._state == "text" and self._held.strip():
+            self._emit_text(self._held, events)
+        # A marker with no call yet is dropped: it was markup, and the call it began never came.
+        self._state, self._held, self._buf, self._started = "text", "", "", False
+        return events
+
+    # -- text -------------------------------------------------------------------------------------
+    def _feed_text(self, text: str, events: list[Event]) -> str:
+        buf, self._held = self._held + text, ""
+        at = buf.find(MARKER)
+        if at >= 0:
+            body = buf[:at].rstrip()  # whitespace before a call is not text (unless it is not a call)
+            self._emit_text(body, events)
+            self._state, self._raw = "open", buf[len(body) : at + len(MARKER)]
+            return buf[at + len(MARKER) :]
+        keep = next((n for n in range(min(len(MARKER) - 1, len(buf)), 0, -1) if buf.endswith(MARKER[:n])), 0)
+        body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
+        self._emit_text(body, events)
+        self._held = buf[len(body) :]
+        return ""
+
+    def _emit_text(self, text: str, events: list[Event]) -> None:
+        if not self._seen_text:
+            text = text.lstrip()  # a text block (the turn's, or one after a call) starts at its first non-space
+        if text:
+            self._seen_text = True
+            events.append(TextDelta(text))
+
+    def _not_a_call(self, rest: str, events: list[Event]) -> str:
+        """What followed the marker is not a call: show it as written, and read on as text."""
+        if self._started:  # a started call cannot turn back into text: it ends without an input
+            self._end_call(None, events)
+        else:
+            self._emit_text(self._raw, events)
+        self._state, self._scanner, self._raw = "text", None, ""
+        return rest
+
+    def _end_call(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
+        events.append(ToolCallEnd(arguments))
+        self._started, self._raw, self._seen_text = False, "", False
+
+    # -- after the marker -------------------------------------------------------------------------
+    def _feed_open(self, text: str, events: list[Event]) -> str:
+        stripped = text.lstrip()
+        self._raw += text[: len(text) - len(stripped)]
+        if not stripped:
+            return ""
+        if stripped[0] == "[":  # v3: an array of call objects
+            self._raw += "["
+            self._state = "array"
+            return stripped[1:]
+        self._state = "object" if stripped[0] == "{" else "name"
+        if self._state == "object":
+            self._scanner = JsonCallScanner(self._tools)
+        return stripped
+
+    def _feed_array(self, text: str, events: list[Event]) -> str:
+        """Between the array's elements: separators, the next object, or the end."""
+        stripped = text.lstrip().lstrip(",").lstrip()
+        self._raw += text[: len(text) - len(stripped)]
+        if not stripped:
+            return ""
+        if stripped[0] == "]":
+            self._state, self._raw = "text", ""
+            return stripped[1:]
+        if stripped[0] != "{":
+            return self._not_a_call(stripped, events)
+        self._state, self._scanner = "element", JsonCallScanner(self._tools)
+        return stripped
+
+    def _feed_element(self, text: str, events: list[Event]) -> str:
+        return self._feed_json(text, events, then="array")
+
+    def _feed_object(self, text: str, events: list[Event]) -> str:
+        return self._feed_json(text, events, then="text")
+
+    def _feed_json(self, text: str, events: list[Event], then: str) -> str:
+        scanner = self._scanner
+        assert scanner is not None
+        try:
+            args = scanner.feed(text)
+        except NotACall:
+            self._raw += text[: len(text) - len(scanner.rest)]
+            return self._not_a_call(scanner.rest, events)
+        self._raw += text[: len(text) - len(scanner.rest)]
+        if scanner.name is not None and not self._started:
+            self._started = True
+            events.append(ToolCallStart(new_tool_id(), scanner.name))
+        if args:
+            events.append(ToolArgsDelta(args))
+        if not scanner.done:
+            return ""
+        arguments = scanner.arguments()
+        if arguments == {} and not scanner.args_raw:
+            events.append(ToolArgsDelta("{}"))  # no arguments member: the fragments must still parse
+        self._end_call(arguments, events)
+        self._state, self._scanner = then, None
+        return scanner.rest
+
+    # -- name[CALL_ID]id[ARGS]{json} --------------------------------------------------------------
+    def _feed_name(self, text: str, events: list[Event]) -> str:
+        return self._feed_until(text, events, "name")
+
+    def _feed_call_id(self, text: str, events: list[Event]) -> str:
+        return self._feed_until(text, events, "call_id")
+
+    def _feed_until(self, text: str, events: list[Event], state: str) -> str:
+        """Collect the name (or call id) up to `[ARGS]` (or, after a name, `[CALL_ID]`)."""
+        tags = (ARGS, CALL_ID) if state == "name" else (ARGS,)
+        named = False
+        for i, ch in enumerate(text):
+            if i > MAX_NAME or (ch.isspace() and named):
+                return self._not_a_call(text, events)  # names and ids are short and have no spaces: prose
+            if ch != "[":
+                named = named or not ch.isspace()
+                continue
+            head = text[i:]
+            tag = next((t for t in tags if head.startswith(t)), None)
+            if tag is None:
+                if any(t.startswith(head) for t in tags):
+                    self._buf = text  # a tag's beginning: wait for the rest
+                    return ""
+                return self._not_a_call(text, events)
+            self._raw += text[: i + len(tag)]
+            if state == "name":
+                name = text[:i].strip()  # the state's input is buffered from the name's start
+                if name not in self._tools:
+                    return self._not_a_call(head[len(tag) :], events)
+                self._started = True
+                events.append(ToolCallStart(new_tool_id(), name))
+            self._state = "args" if tag == ARGS else "call_id"
+            self._args = _ObjectEnd()
+            return head[len(tag) :]
+        self._buf = text
+        return ""
+
+    def _feed_args(self, text: str, events: list[Event]) -> str:
+        """The arguments object, sent as generated; the call ends where the object closes."""
+        before = len(self._args.raw)
+        used = self._args.feed(text)
+        if self._args.bad:  # not an object: the call has started, so it ends without an input
+            self._end_call(None, events)
+            self._state = "text"
+            return text[used:]
+        if len(self._args.raw) > before:
+            events.append(ToolArgsDelta(self._args.raw[before:]))
+        if not self._args.done:
+            return ""
+        try:
+            value = json.loads(self._args.raw)
+        except json.JSONDecodeError:
+            value = None
+        self._end_call(value if isinstance(value, dict) else None, events)
+        self._state = "text"
+        return text[used:]
+
+
+class _ObjectEnd:
+    """Finds where a streamed JSON object ends: tracks depth and strings, skipping leading whitespace."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.done = False
+        self.bad = False
+        self._depth = 0
+        self._in_string = False
+        self._escape = False
+
+    def feed(self, text: str) -> int:
+        """Consume up to the object's end; returns how many characters of `text` were used."""
+        for i, ch in enumerate(text):
+            if not self.raw:
+                if ch.isspace():
+                    continue
+                if ch != "{":
+                    self.bad = True
+                    return i
+            self.raw += ch
+            if self._in_string:
+                if self._escape:
+                    self._escape = False
+                elif ch == "\\":
+                    self._escape = True
+                elif ch == '"':
+                    self._in_string = False
+            elif ch == '"':
+                self._in_string = True
+            elif ch in "{[":
+                self._depth += 1
+            elif ch in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    self.done = True
+                    return i + 1
+        return len(text)

@@ -1,0 +1,275 @@
+"""Qwen3-Coder's XML tool calls, and hermes JSON (what constrained decoding forces for this format):
+
+    <tool_call>\\n<function=NAME>\\n<parameter=KEY>\\nVALUE\\n</parameter>\\n...</function>\\n</tool_call>
+    <tool_call>{"name": NAME, "arguments": {...}}</tool_call>
+
+Parameter values are raw text, typed by the tool's input_schema. The arguments stream as JSON fragments:
+`{"KEY": ` as soon as a parameter opens, a string value as it arrives (escaped), any other value once
+complete, `}` at the end. A call that turns out not to be one is shown as the model wrote it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from typing import Any
+
+from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .json_scan import JsonCallScanner, NotACall
+from .tool_calls import new_tool_id
+
+CALL, CALL_END = "<tool_call>", "</tool_call>"
+FUNCTION, FUNCTION_END = "<function=", "</function>"
+PARAM, PARAM_END = "<parameter=", "</parameter>"
+OPENERS = (CALL, FUNCTION)  # the model sometimes leaves out the <tool_call> wrapper
+VALUE_ENDS = (PARAM_END, PARAM, FUNCTION_END, CALL_END)  # a missing </parameter> still ends the value
+BODY_TAGS = (PARAM, FUNCTION_END, CALL_END)
+MAX_NAME = 256  # a "name" longer than this is prose
+TYPED = ("integer", "number", "boolean", "object", "array", "null")  # everything else is a string
+
+
+class Qwen3CoderToolParser:
+    """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
+
+    def __init__(self, tool_schemas: dict[str, dict[str, Any]]) -> None:
+        self._schemas = tool_schemas
+        self._tools = set(tool_schemas)
+        self._held = ""  # text that may start an opener, or trailing whitespace that may precede one
+        self._seen_text = False  # any text emitted in the current text block
+        self._state = "text"  # text | wrapped | json | name | body | key | value | closer
+        self._buf = ""  # the current state's pending input
+        self._raw = ""  # markup consumed since the opener, shown as text if it is not a call after all
+        self._scanner: JsonCallScanner | None = None
+        self._started, self._name = False, ""  # the current call
+        self._input: dict[str, Any] = {}
+        self._key_sent = False  # a parameter of the current call was sent: the next one follows a ", "
+        self._key, self._value, self._value_began = "", "", False  # the current parameter (value: text so far)
+
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        text, self._buf = self._buf + text, ""
+        while text:
+            feed = self._tag_end if self._state in ("name", "key") else getattr(self, f"_feed_{self._state}")
+            text = feed(text, events)
+        return events
+
+    def finish(self) -> list[Event]:
+        events: list[Event] = []
+        if self._started:
+            events.append(ToolCallEnd(None))  # cut off: the input is incomplete
+        elif self._state == "text" and self._held.strip():
+            self._emit_text(self._held, events)
+        # An opener with no call yet is dropped: it was markup, and the call it began never came.
+        self._state, self._held, self._buf, self._started = "text", "", "", False
+        return events
+
+    # -- text -------------------------------------------------------------------------------------
+    def _feed_text(self, text: str, events: list[Event]) -> str:
+        buf, self._held = self._held + text, ""
+        found = min(((buf.find(o), o) for o in OPENERS if o in buf), default=None)
+        if found is not None:
+            at, opener = found
+            body = buf[:at].rstrip()  # whitespace before a call is not text (unless it is not a call)
+            self._emit_text(body, events)
+            self._raw = buf[len(body) : at + len(opener)]
+            self._state = "wrapped" if opener == CALL else "name"
+            return buf[at + len(opener) :]
+        keep = max((n for o in OPENERS for n in range(1, len(o)) if buf.endswith(o[:n])), default=0)
+        body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
+        self._emit_text(body, events)
+        self._held = buf[len(body) :]
+        return ""
+
+    def _emit_text(self, text: str, events: list[Event]) -> None:
+        if not self._seen_text:
+            text = text.lstrip()  # a text block (the turn's, or one after a call) starts at its first non-space
+        if text:
+            self._seen_text = True
+            events.append(TextDelta(text))
+
+    def _not_a_call(self, rest: str, events: list[Event]) -> str:
+        """Show what was consumed as written, and read on as text."""
+        self._emit_text(self._raw, events)
+        self._state, self._scanner, self._raw = "text", None, ""
+        return rest
+
+    def _wait(self, text: str) -> str:
+        self._buf = text  # too little to decide: fed again, with what comes next
+        return ""
+
+    # -- <tool_call> ------------------------------------------------------------------------------
+    def _feed_wrapped(self, text: str, events: list[Event]) -> str:
+        stripped = text.lstrip()
+        if not stripped:
+            return self._wait(text)
+        if stripped.startswith("{"):
+            self._raw += text[: len(text) - len(stripped)]
+            self._state, self._scanner = "json", JsonCallScanner(self._tools)
+            return stripped
+        if stripped.startswith(FUNCTION):
+            self._raw += text[: len(text) - len(stripped) + len(FUNCTION)]
+            self._state = "name"
+            return stripped[len(FUNCTION) :]
+        if FUNCTION.startswith(stripped):
+            return self._wait(text)
+        return self._not_a_call(text, events)
+
+    def _feed_json(self, text: str, events: list[Event]) -> str:
+        scanner = self._scanner
+        assert scanner is not None
+        try:
+            args = scanner.feed(text)
+        except NotACall:
+            self._raw += text[: len(text) - len(scanner.rest)]
+            return self._not_a_call(scanner.rest, events)
+        self._raw += text[: len(text) - len(scanner.rest)]
+        if scanner.name is not None and not self._started:
+            self._start(scanner.name, events)
+        if args:
+            events.append(ToolArgsDelta(args))
+        if not scanner.done:
+            return ""
+        arguments = scanner.arguments()
+        if arguments == {} and not scanner.args_raw:
+            events.append(ToolArgsDelta("{}"))  # no arguments member: the fragments must still parse
+        self._end(arguments, events)
+        return scanner.rest
+
+    def _start(self, name: str, events: list[Event]) -> None:
+        self._started, self._name, self._input, self._key_sent = True, name, {}, False
+        events.append(ToolCallStart(new_tool_id(), name))
+
+    def _end(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
+        events.append(ToolCallEnd(arguments))
+        self._started, self._raw, self._scanner, self._seen_text = False, "", None, False
+        self._state = "closer"
+
+    def _feed_closer(self, text: str, events: list[Event]) -> str:
+        """Skip whitespace and a `</tool_call>` after a call; anything else is text again."""
+        stripped = text.lstrip()
+        if stripped.startswith(CALL_END):
+            self._state = "text"
+            return stripped[len(CALL_END) :]
+        if CALL_END.startswith(stripped):
+            return self._wait(text)
+        self._state = "text"
+        return stripped
+
+    # -- <function=NAME> <parameter=KEY>VALUE</parameter> ... </function> ------------------------
+    def _tag_end(self, text: str, events: list[Event]) -> str:
+        """Read the function's name (state "name") or a parameter's key ("key") up to its tag's `>`."""
+        end = text.find(">")
+        head = text if end < 0 else text[:end]
+        if "<" in head or "\n" in head.strip() or len(head) > MAX_NAME:
+            if self._state == "name":
+                return self._not_a_call(text, events)  # not a tag after all: prose
+            self._state = "body"  # a broken parameter tag inside a call: skipped like stray text
+            return text
+        if end < 0:
+            return self._wait(text)
+        word = head.strip()
+        if self._state == "name":
+            if word not in self._tools:
+                self._raw += text[: end + 1]
+                return self._not_a_call(text[end + 1 :], events)
+            self._start(word, events)
+            self._state = "body"
+            return text[end + 1 :]
+        opening = ", " if self._key_sent else "{"
+        self._key, self._key_sent = word, True
+        self._value, self._value_began = "", False
+        lead = f"{opening}{json.dumps(word, ensure_ascii=False)}: " + ('"' if self._is_string() else "")
+        events.append(ToolArgsDelta(lead))
+        self._state = "value"
+        return text[end + 1 :]
+
+    def _feed_body(self, text: str, events: list[Event]) -> str:
+        """Between parameters: the next tag; stray text inside a call is skipped."""
+        stripped = text.lstrip()
+        if not stripped:
+            return ""
+        if stripped.startswith(PARAM):
+            self._state = "key"
+            return stripped[len(PARAM) :]
+        if stripped.startswith(FUNCTION_END) or stripped.startswith(CALL_END):
+            events.append(ToolArgsDelta("}" if self._key_sent else "{}"))
+            rest = stripped[len(FUNCTION_END) :] if stripped.startswith(FUNCTION_END) else stripped
+            self._end(self._input, events)
+            return rest
+        if any(tag.startswith(stripped) for tag in BODY_TAGS):
+            return self._wait(stripped)
+        skip = stripped.find("<", 1)
+        return stripped[skip:] if skip > 0 else ""
+
+    def _feed_value(self, text: str, events: list[Event]) -> str:
+        if not self._value_began:
+            self._value_began = True
+            text = text[1:] if text.startswith("\n") else text  # the value starts on the tag's next line
+        ends = [(text.find(tag), tag) for tag in VALUE_ENDS if tag in text]
+        if ends:
+            at, tag = min(ends)
+            final = text[:at][:-1] if text[:at].endswith("\n") else text[:at]  # and ends before its own line
+            self._add_value(final, events, last=True)
+            self._state = "body"
+            return text[at + len(PARAM_END) :] if tag == PARAM_END else text[at:]
+        keep = max((n for tag in VALUE_ENDS for n in range(1, len(tag)) if text.endswith(tag[:n])), default=0)
+        safe = text[: len(text) - keep]
+        if safe.endswith("\n"):
+            safe = safe[:-1]  # it may be the newline before the closing tag
+        self._add_value(safe, events, last=False)
+        return self._wait(text[len(safe) :])
+
+    def _add_value(self, chunk: str, events: list[Event], last: bool) -> None:
+        self._value += chunk
+        if self._is_string():  # sent as it arrives; escaping is per character, so the pieces join up
+            fragment = json.dumps(chunk, ensure_ascii=False)[1:-1] + ('"' if last else "")
+            value = self._value
+        elif last:
+            value = _convert(self._value, self._property())
+            fragment = json.dumps(value, ensure_ascii=False)
+        else:
+            return
+        if fragment:
+            events.append(ToolArgsDelta(fragment))
+        if last:
+            self._input[self._key] = value
+
+    def _property(self) -> dict[str, Any]:
+        prop = (self._schemas.get(self._name) or {}).get("properties", {}).get(self._key)
+        return prop if isinstance(prop, dict) else {}
+
+    def _is_string(self) -> bool:
+        return _kind(self._property()) not in TYPED
+
+
+def _kind(prop: dict[str, Any]) -> str | None:
+    kind = prop.get("type")
+    if isinstance(kind, list):  # e.g. ["integer", "null"]: the value's own type
+        kind = next((k for k in kind if k != "null"), "null")
+    return kind if isinstance(kind, str) else None
+
+
+def _convert(text: str, prop: dict[str, Any]) -> Any:
+    """A non-string parameter's text as its schema type; the text itself when it does not parse."""
+    kind, value = _kind(prop), text.strip()
+    if value.lower() in ("null", "none"):
+        return None
+    try:
+        if kind in ("integer", "number"):
+            number = float(value) if any(c in value for c in ".eEnN") else int(value)
+            if isinstance(number, float) and not math.isfinite(number):
+                return text  # JSON has no NaN or infinity
+            return int(number) if kind == "integer" and isinstance(number, float) and number.is_integer() else number
+        if kind == "boolean":
+            return {"true": True, "false": False}[value.lower()]
+        if kind in ("object", "array"):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError:
+                parsed = ast.literal_eval(value)  # Python literals: single quotes, True/False/None
+                json.dumps(parsed)
+                return parsed
+    except (ValueError, KeyError, TypeError, SyntaxError, OverflowError, RecursionError):
+        pass
+    return text
