@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from . import __version__
 from .api.anthropic.errors import install_error_handlers
 from .api.anthropic.router import router as anthropic_router
+from .api.anthropic.signatures import ThinkingSigner, load_or_create_key
 from .api.middleware import RequestContextMiddleware
 from .models.registry import ModelRegistry
 from .settings import Settings
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="parley", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    key = load_or_create_key(settings.signing_key, settings.cache_dir / "signing.key")
+    app.state.signer = ThinkingSigner(key)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.include_router(anthropic_router)

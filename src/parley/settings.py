@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")
     tool_grammar: bool = Field(True, description="Constrain tool calls by grammar also with tool_choice auto.")
+    signing_key: str | None = Field(
+        None, description="Fernet key for thinking signatures (default: generated once into the cache dir).")
     max_queue: int = Field(16, description="Requests that may wait per model; beyond this answers 529.")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest accepted request body (413 beyond).")
     ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")

@@ -14,6 +14,18 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingEnd:
+    """The reasoning is over; `text` is exactly the concatenated deltas (what gets signed)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ToolCallStart:
     id: str
     name: str
@@ -38,4 +50,4 @@ class Finish:
     output_tokens: int
 
 
-Event = TextDelta | ToolCallStart | ToolArgsDelta | ToolCallEnd | Finish
+Event = TextDelta | ThinkingDelta | ThinkingEnd | ToolCallStart | ToolArgsDelta | ToolCallEnd | Finish

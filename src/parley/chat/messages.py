@@ -29,6 +29,7 @@ class ChatMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # role "tool": the call this result answers
     name: str | None = None  # role "tool": the tool's name
+    reasoning: str | None = None  # role "assistant": its (verified) thinking, for templates that render it
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Conversation:
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                     for c in m.tool_calls
                 ]
+            if m.reasoning:
+                item["reasoning_content"] = m.reasoning
             if m.role == "tool":
                 item["tool_call_id"] = m.tool_call_id
                 item["name"] = m.name

@@ -15,6 +15,16 @@ class GrammarConstraint:
 
 
 @dataclass(frozen=True)
+class ReasoningBudget:
+    """Once the model has reasoned for `max_tokens` tokens, the engine writes `close_text` for it."""
+
+    max_tokens: int
+    close_text: str
+    open_text: str
+    starts_open: bool  # the prompt already opened the reasoning
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0  # 0 means greedy
@@ -23,3 +33,4 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     grammar: GrammarConstraint | None = None
+    reasoning_budget: ReasoningBudget | None = None

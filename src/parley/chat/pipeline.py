@@ -8,33 +8,51 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 from ..engines._bridge import Admission, EngineRunner
 from ..errors import InvalidRequestError
+from ..parsers.think import ThinkParser
 from .decode import Utf8Stream
-from .events import Event, Finish, StopReason, TextDelta, ToolCallEnd, ToolCallStart
+from .events import Event, Finish, StopReason, TextDelta, ThinkingDelta, ThinkingEnd, ToolCallEnd, ToolCallStart
 from .messages import Conversation
 from .params import SamplingParams
+from .reasoning import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
 from .stops import StopMatcher
 from .tool_fallback import template_supports_tools, with_tools_in_text
 from .tools import ToolChoice, ToolPlan
 
 
-def conversation_for(conversation: Conversation, plan: ToolPlan) -> Conversation:
-    """What the template renders: no tools that may not be called; tools as text if it knows none."""
-    if not plan.active:
-        conversation = dataclasses.replace(conversation, tools=[])
-    if not template_supports_tools(plan.template_source):
-        conversation = with_tools_in_text(conversation)
-    return conversation
+@dataclass(frozen=True)
+class RenderPlan:
+    """Everything that decides the prompt text, beyond the conversation itself."""
+
+    tools: ToolPlan
+    thinking: Thinking
+
+    @property
+    def reasons(self) -> bool:
+        return template_reasons(self.tools.template_source)
+
+    def conversation(self, conversation: Conversation) -> Conversation:
+        """No tools that may not be called; tools as text for templates that know none."""
+        if not self.tools.active:
+            conversation = dataclasses.replace(conversation, tools=[])
+        if not template_supports_tools(self.tools.template_source):
+            conversation = with_tools_in_text(conversation)
+        return conversation
+
+    def template_vars(self) -> dict[str, Any]:
+        return template_switches(self.thinking) if self.reasons else {}
 
 
-async def tokenize_conversation(runner: EngineRunner, conversation: Conversation) -> list[int]:
+async def render_prompt(runner: EngineRunner, conversation: Conversation, plan: RenderPlan) -> tuple[str, list[int]]:
     """Render with the model's chat template and tokenize, off the event loop."""
     engine = runner.engine
 
-    def work() -> list[int]:
-        return engine.tokenize(engine.chat_template.render(conversation))
+    def work() -> tuple[str, list[int]]:
+        text = engine.chat_template.render(plan.conversation(conversation), **plan.template_vars())
+        return text, engine.tokenize(text)
 
     return await asyncio.to_thread(work)
 
@@ -46,11 +64,12 @@ class PreparedChat:
     prompt_tokens: list[int]
     params: SamplingParams
     admission: Admission
-    tools: ToolPlan
+    plan: RenderPlan
+    thinking_opened: bool  # the prompt ends inside an open `<think>`
 
     async def events(self) -> AsyncIterator[Event]:
         try:
-            async for event in _generate(self.admission, self.prompt_tokens, self.params, self.tools):
+            async for event in _generate(self):
                 yield event
         finally:
             self.admission.release()
@@ -61,67 +80,94 @@ class PreparedChat:
 
 
 async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams,
-                       choice: ToolChoice | None = None, grammar_in_auto: bool = True) -> PreparedChat:
+                       choice: ToolChoice | None = None, thinking: Thinking | None = None,
+                       grammar_in_auto: bool = True) -> PreparedChat:
     engine = runner.engine
-    plan = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
-    prompt = await tokenize_conversation(runner, conversation_for(conversation, plan))
+    tools = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
+    plan = RenderPlan(tools, thinking or Thinking())
+    text, prompt = await render_prompt(runner, conversation, plan)
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    grammar = plan.grammar()
+    grammar = tools.grammar()
     if grammar is not None:
         await asyncio.to_thread(engine.check_grammar, grammar)
         params = dataclasses.replace(params, grammar=grammar)
-    return PreparedChat(prompt, params, runner.admit(), plan)
+    if plan.reasons:
+        params = dataclasses.replace(params, reasoning_budget=budget_for(plan.thinking, text, params.max_tokens))
+    return PreparedChat(prompt, params, runner.admit(), plan, plan.reasons and starts_in_reasoning(text))
 
 
-async def _generate(admission: Admission, prompt: list[int], params: SamplingParams,
-                    tools: ToolPlan) -> AsyncIterator[Event]:
-    engine = admission._runner.engine
+class _OutputParsers:
+    """Per request: reasoning first, then tool calls on the answer; also notes the calls made."""
+
+    def __init__(self, chat: PreparedChat) -> None:
+        self._think = ThinkParser(chat.thinking_opened) if chat.plan.reasons else None
+        self._show_thinking = chat.plan.thinking.enabled
+        self._tools = chat.plan.tools.parser()
+        self.calls: list[str] = []  # canonical JSON of each complete call this turn
+        self.repeated = False  # small models loop on their last call
+        self._name = ""
+
+    def feed(self, text: str) -> list[Event]:
+        stage = self._think.feed(text) if self._think else ([TextDelta(text)] if text else [])
+        return self._route(stage)
+
+    def finish(self) -> list[Event]:
+        out = self._route(self._think.finish()) if self._think else []
+        return out + self._note(self._tools.finish() if self._tools else [])
+
+    def _route(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, TextDelta):
+                out += self._note(self._tools.feed(event.text) if self._tools else [event])
+            elif isinstance(event, ThinkingDelta | ThinkingEnd):
+                if self._show_thinking:  # a reasoning model asked not to think: its thoughts are dropped
+                    out.append(event)
+        return out
+
+    def _note(self, events: list[Event]) -> list[Event]:
+        for event in events:
+            if isinstance(event, ToolCallStart):
+                self._name = event.name
+            elif isinstance(event, ToolCallEnd) and event.input is not None:
+                call = json.dumps([self._name, event.input], sort_keys=True)
+                self.repeated = self.repeated or call in self.calls
+                self.calls.append(call)
+        return events
+
+
+async def _generate(chat: PreparedChat) -> AsyncIterator[Event]:
+    engine = chat.admission._runner.engine
     utf8 = Utf8Stream()
-    stops = StopMatcher(params.stop)
-    parser = tools.parser()
+    stops = StopMatcher(chat.params.stop)
+    parsers = _OutputParsers(chat)
     produced = 0
     reason: StopReason = "max_tokens"
     matched: str | None = None
-    calls: list[str] = []  # canonical JSON of each complete call this turn
-    repeated = False
-    name = ""
-
-    def parsed(text: str) -> list[Event]:
-        nonlocal repeated, name
-        events = parser.feed(text) if parser else ([TextDelta(text)] if text else [])
-        for event in events:
-            if isinstance(event, ToolCallStart):
-                name = event.name
-            elif isinstance(event, ToolCallEnd) and event.input is not None:
-                call = json.dumps([name, event.input], sort_keys=True)
-                repeated = repeated or call in calls  # small models loop on their last call
-                calls.append(call)
-        return events
-
-    async with aclosing(admission.tokens(prompt, params)) as tokens:
+    async with aclosing(chat.admission.tokens(chat.prompt_tokens, chat.params)) as tokens:
         async for token in tokens:
             produced += 1
             if engine.is_end_of_generation(token):
                 reason = "end_turn"
                 break
             text, matched = stops.feed(utf8.decode(engine.token_bytes(token)))
-            for event in parsed(text):
+            for event in parsers.feed(text):
                 yield event
             if matched is not None:
                 break
-            if repeated:
+            if parsers.repeated:
                 reason = "end_turn"
                 break
     if matched is None:
         # The turn is over: a partial character or a held-back stop prefix is now plain text.
         text, matched = stops.feed(utf8.flush())
-        for event in parsed(text + ("" if matched is not None else stops.flush())):
+        for event in parsers.feed(text + ("" if matched is not None else stops.flush())):
             yield event
-    for event in parser.finish() if parser else []:
+    for event in parsers.finish():
         yield event
     if matched is not None:
         yield Finish("stop_sequence", matched, produced)
     else:
-        yield Finish("tool_use" if calls and reason == "end_turn" else reason, None, produced)
+        yield Finish("tool_use" if parsers.calls and reason == "end_turn" else reason, None, produced)

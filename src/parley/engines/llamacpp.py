@@ -14,6 +14,7 @@ from llama_cpp import Llama
 from llama_cpp._internals import LlamaModel, LlamaSampler
 
 from ..chat.params import GrammarConstraint, SamplingParams
+from ..chat.reasoning import BudgetTracker
 from ..chat.template import ChatTemplate
 from ..errors import EngineError, InvalidRequestError
 
@@ -155,13 +156,22 @@ class LlamaCppEngine:
                 if cancelled.is_set():
                     return
                 self._decode(prompt[i : i + self._n_batch])
+            budget = BudgetTracker(params.reasoning_budget) if params.reasoning_budget else None
+            forced: list[int] = []  # tokens the server writes for the model (closing its reasoning)
             for _ in range(params.max_tokens):
                 if cancelled.is_set() or len(self._kv_tokens) >= self.n_ctx:
                     return
-                token = sampler.sample(self._ctx, -1)
+                if forced:
+                    token = forced.pop(0)
+                    sampler.accept(token)  # keeps a lazy grammar's view of the output whole
+                else:
+                    token = sampler.sample(self._ctx, -1)
                 yield token
                 if self.is_end_of_generation(token):
                     return
+                if budget and budget.feed(self.token_bytes(token).decode("utf-8", "ignore")):
+                    close = params.reasoning_budget.close_text
+                    forced = self._model.tokenize(close.encode(), add_bos=False, special=True)
                 self._decode([token])
         except RuntimeError as exc:
             # A failed decode leaves the cache in an unknown state: forget it.

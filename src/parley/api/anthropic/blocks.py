@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...chat.events import Event, Finish, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ...chat.events import (
+    Event,
+    Finish,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    ToolArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
+from .signatures import ThinkingSigner
 
 
 @dataclass(frozen=True)
@@ -22,11 +32,20 @@ class BlockOp:
 class BlockAssembler:
     """Per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, signer: ThinkingSigner, omit_thinking: bool = False) -> None:
+        self._signer = signer
+        self._omit = omit_thinking  # display "omitted": the text travels only sealed in the signature
         self._index = -1
         self._open: str | None = None
 
     def feed(self, event: Event) -> list[BlockOp]:
+        if isinstance(event, ThinkingDelta):
+            ops = [] if self._open == "thinking" else [*self._close(), self._start_thinking()]
+            return ops if self._omit else [*ops, self._delta({"type": "thinking_delta", "thinking": event.text})]
+        if isinstance(event, ThinkingEnd):
+            ops = [] if self._open == "thinking" else [*self._close(), self._start_thinking()]
+            signature = self._signer.sign(event.text, sealed=self._omit)
+            return [*ops, self._delta({"type": "signature_delta", "signature": signature}), *self._close()]
         if isinstance(event, TextDelta):
             ops = [] if self._open == "text" else [*self._close(), self._start({"type": "text", "text": ""})]
             return [*ops, self._delta({"type": "text_delta", "text": event.text})]
@@ -42,6 +61,9 @@ class BlockAssembler:
                 return [self._start({"type": "text", "text": ""}), *self._close()]
             return self._close()
         return []
+
+    def _start_thinking(self) -> BlockOp:
+        return self._start({"type": "thinking", "thinking": "", "signature": ""})
 
     def _start(self, block: dict[str, Any]) -> BlockOp:
         self._index += 1
@@ -68,7 +90,13 @@ class ContentCollector:
     def apply(self, op: BlockOp) -> None:
         if op.event == "content_block_start":
             self.content.append(dict(op.payload["content_block"]))
-        elif op.event == "content_block_delta" and op.payload["delta"]["type"] == "text_delta":
-            self.content[-1]["text"] += op.payload["delta"]["text"]
+        elif op.event == "content_block_delta":
+            delta = op.payload["delta"]
+            if delta["type"] == "text_delta":
+                self.content[-1]["text"] += delta["text"]
+            elif delta["type"] == "thinking_delta":
+                self.content[-1]["thinking"] += delta["thinking"]
+            elif delta["type"] == "signature_delta":
+                self.content[-1]["signature"] = delta["signature"]
         elif op.event == "content_block_stop" and self.content[-1]["type"] == "tool_use":
             self.content[-1]["input"] = op.final_input or {}

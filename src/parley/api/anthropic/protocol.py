@@ -92,6 +92,16 @@ class ToolChoiceParam(_Wire):
     disable_parallel_tool_use: bool | None = None
 
 
+class ThinkingParam(_Wire):
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = None
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class OutputConfigParam(_Wire):
+    effort: str | None = None
+
+
 class MessageParam(_Wire):
     role: Literal["user", "assistant"]
     content: str | list[ContentBlockParam]
@@ -103,7 +113,8 @@ class _ConversationRequest(_Wire):
     system: str | list[TextBlockParam] | None = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoiceParam | None = None
-    thinking: dict[str, Any] | None = None
+    thinking: ThinkingParam | None = None
+    output_config: OutputConfigParam | None = None
 
 
 class CountTokensRequest(_ConversationRequest):

@@ -7,14 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from ...chat.pipeline import conversation_for, prepare_chat, tokenize_conversation
+from ...chat.pipeline import RenderPlan, prepare_chat, render_prompt
 from ...chat.tools import ToolPlan
 from ...errors import InvalidRequestError
 from ...models.discovery import ModelEntry
 from ..sse import EventStreamResponse, until_disconnected
+from .blocks import BlockAssembler
 from .protocol import CountTokensRequest, MessagesRequest
 from .stream import collect_message, sse_message
-from .translate import new_message_id, to_conversation, to_sampling, to_tool_choice
+from .translate import new_message_id, to_conversation, to_sampling, to_thinking, to_tool_choice
 
 router = APIRouter()
 
@@ -64,18 +65,21 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Any:
-    conversation = to_conversation(body)
+    signer = request.app.state.signer
+    conversation = to_conversation(body, signer)
     choice = to_tool_choice(body, conversation.tools)
     params = to_sampling(body)
     runner = await request.app.state.registry.runner(body.model)
     settings = request.app.state.settings
-    chat = await prepare_chat(runner, conversation, params, choice, settings.tool_grammar)
+    thinking = to_thinking(body, body.max_tokens)
+    chat = await prepare_chat(runner, conversation, params, choice, thinking, settings.tool_grammar)
     msg_id = new_message_id()
+    blocks = BlockAssembler(signer, omit_thinking=thinking.display == "omitted")
     if body.stream:
-        interval = request.app.state.settings.ping_interval
-        return EventStreamResponse(sse_message(chat, msg_id, body.model, interval), on_close=chat.cancel)
+        stream = sse_message(chat, msg_id, body.model, settings.ping_interval, blocks)
+        return EventStreamResponse(stream, on_close=chat.cancel)
     try:
-        result = await until_disconnected(request.receive, collect_message(chat, msg_id, body.model))
+        result = await until_disconnected(request.receive, collect_message(chat, msg_id, body.model, blocks))
     finally:
         chat.cancel()
     return JSONResponse(result)
@@ -83,9 +87,10 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, int]:
-    conversation = to_conversation(body)
+    conversation = to_conversation(body, request.app.state.signer)
     choice = to_tool_choice(body, conversation.tools)
     runner = await request.app.state.registry.runner(body.model)
-    plan = ToolPlan(conversation.tools, choice, runner.engine.chat_template.source)
-    prompt = await tokenize_conversation(runner, conversation_for(conversation, plan))  # as /v1/messages does
+    tools = ToolPlan(conversation.tools, choice, runner.engine.chat_template.source)
+    plan = RenderPlan(tools, to_thinking(body, None))
+    _, prompt = await render_prompt(runner, conversation, plan)  # exactly as /v1/messages renders it
     return {"input_tokens": len(prompt)}

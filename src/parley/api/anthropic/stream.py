@@ -24,14 +24,14 @@ def error_body(exc: Exception) -> dict[str, Any]:
     return {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
 
 
-async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval: float) -> AsyncIterator[bytes]:
+async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval: float,
+                      blocks: BlockAssembler) -> AsyncIterator[bytes]:
     """message_start → (content_block_start, deltas, content_block_stop)… → message_delta → message_stop.
     A ping follows the first block's start; more keep a silent connection alive while the request queues
     or its prompt is prefilled."""
     n_in = len(chat.prompt_tokens)
     yield sse_event("message_start", {"type": "message_start",
                                       "message": message_body(msg_id, model, [], None, n_in)})
-    blocks = BlockAssembler()
     first_block = True
     try:
         async for event in with_heartbeat(chat.events(), ping_interval):
@@ -56,8 +56,7 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
         yield sse_event("error", error_body(exc))
 
 
-async def collect_message(chat: PreparedChat, msg_id: str, model: str) -> dict[str, Any]:
-    blocks = BlockAssembler()
+async def collect_message(chat: PreparedChat, msg_id: str, model: str, blocks: BlockAssembler) -> dict[str, Any]:
     collector = ContentCollector()
     finish: Finish | None = None
     async for event in chat.events():

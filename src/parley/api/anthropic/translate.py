@@ -12,6 +12,7 @@ from jsonschema.exceptions import SchemaError
 from ...chat.events import Finish
 from ...chat.messages import ChatMessage, Conversation, ToolCall, ToolSpec
 from ...chat.params import SamplingParams
+from ...chat.reasoning import Thinking
 from ...chat.tools import ToolChoice
 from ...errors import InvalidRequestError
 from .protocol import (
@@ -25,6 +26,7 @@ from .protocol import (
     ToolUseBlockParam,
     _ConversationRequest,
 )
+from .signatures import ThinkingSigner
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
@@ -52,13 +54,15 @@ def _tool_result_text(block: ToolResultBlockParam, where: str) -> str:
     return f"Error: {text}" if block.is_error else text
 
 
-def _turn(message: MessageParam, where: str, tool_names: dict[str, str]) -> list[ChatMessage]:
+def _turn(message: MessageParam, where: str, tool_names: dict[str, str],
+          signer: ThinkingSigner | None) -> list[ChatMessage]:
     """One API message → neutral messages: tool results become `tool` turns before the user's text."""
     if isinstance(message.content, str):
         return [ChatMessage(message.role, message.content)]
     texts: list[str] = []
     calls: list[ToolCall] = []
     results: list[ChatMessage] = []
+    reasoning: list[str] = []
     for i, block in enumerate(message.content):
         at = f"{where}.content.{i}"
         if isinstance(block, TextBlockParam):
@@ -69,26 +73,31 @@ def _turn(message: MessageParam, where: str, tool_names: dict[str, str]) -> list
         elif isinstance(block, ToolResultBlockParam) and message.role == "user":
             results.append(ChatMessage("tool", _tool_result_text(block, at), tool_call_id=block.tool_use_id,
                                        name=tool_names.get(block.tool_use_id)))
-        elif isinstance(block, ThinkingBlockParam | RedactedThinkingBlockParam) and message.role == "assistant":
-            continue  # past reasoning: most templates drop it
+        elif isinstance(block, ThinkingBlockParam) and message.role == "assistant":
+            if signer is not None:
+                reasoning.append(signer.verify(block.thinking, block.signature, at))
+        elif isinstance(block, RedactedThinkingBlockParam) and message.role == "assistant":
+            continue  # opaque by definition: nothing to render
         else:
             raise _unsupported(block, at)
     out = results
     if texts or calls or not results:
-        out.append(ChatMessage(message.role, "\n\n".join(texts), tool_calls=tuple(calls)))
+        out.append(ChatMessage(message.role, "\n\n".join(texts), tool_calls=tuple(calls),
+                               reasoning="\n\n".join(reasoning) or None))
     return out
 
 
-def _merged(messages: list[MessageParam]) -> list[ChatMessage]:
+def _merged(messages: list[MessageParam], signer: ThinkingSigner | None) -> list[ChatMessage]:
     """Consecutive user or assistant turns are joined, as the API does; tool results stay separate."""
     merged: list[ChatMessage] = []
     tool_names: dict[str, str] = {}
     for i, message in enumerate(messages):
-        for turn in _turn(message, f"messages.{i}", tool_names):
+        for turn in _turn(message, f"messages.{i}", tool_names, signer):
             prev = merged[-1] if merged else None
             if prev is not None and prev.role == turn.role and turn.role != "tool":
                 text = "\n\n".join(t for t in (prev.content, turn.content) if t)
-                turn = ChatMessage(turn.role, text, tool_calls=prev.tool_calls + turn.tool_calls)
+                turn = ChatMessage(turn.role, text, tool_calls=prev.tool_calls + turn.tool_calls,
+                                   reasoning=prev.reasoning or turn.reasoning)
                 merged.pop()
             merged.append(turn)
     return merged
@@ -134,17 +143,38 @@ def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoi
     return ToolChoice(choice.type, choice.name, parallel)
 
 
-def to_conversation(req: _ConversationRequest) -> Conversation:
+def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = None) -> Conversation:
+    """`signer` verifies thinking blocks in history (a tampered one is a 400); without it they are dropped."""
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
     system = None
     if req.system is not None:
         system = req.system if isinstance(req.system, str) else _joined_text(req.system, "system")
-    messages = _merged(req.messages)
+    messages = _merged(req.messages, signer)
     last = messages[-1]
     if last.role == "assistant" and not last.tool_calls and last.content != last.content.rstrip():
         raise InvalidRequestError("final assistant content cannot end with trailing whitespace")
     return Conversation(messages=messages, system=system or None, tools=_tools(req))
+
+
+def to_thinking(req: _ConversationRequest, max_tokens: int | None) -> Thinking:
+    """Validated as the API does: an enabled budget is ≥ 1024 and below max_tokens."""
+    param = req.thinking
+    if param is None or param.type == "disabled":
+        return Thinking()
+    display = param.display or "summarized"
+    if req.tool_choice is not None and req.tool_choice.type in ("any", "tool"):
+        raise InvalidRequestError("Thinking may not be enabled when tool_choice forces tool use.")
+    if param.type == "adaptive":
+        effort = req.output_config.effort if req.output_config else None
+        return Thinking(True, None, effort, display)
+    if param.budget_tokens is None:
+        raise InvalidRequestError("thinking.enabled.budget_tokens: Field required")
+    if param.budget_tokens < 1024:
+        raise InvalidRequestError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if max_tokens is not None and param.budget_tokens >= max_tokens:
+        raise InvalidRequestError("`max_tokens` must be greater than `thinking.budget_tokens`")
+    return Thinking(True, param.budget_tokens, None, display)
 
 
 def to_sampling(req: MessagesRequest) -> SamplingParams:
