@@ -84,3 +84,22 @@ def server(start_server) -> Server:
 @pytest.fixture(scope="session")
 def client(server) -> anthropic.Anthropic:
     return server.client()
+
+
+@pytest.fixture(scope="session")
+def think_models() -> Path:
+    """Reasoning variants of the packaged models (see reasoning_model.py), built once into the cache."""
+    from parley.models.packaged import QWEN_CODER_05B, SMOLLM2_135M
+    from parley.settings import Settings
+    from reasoning_model import build_reasoning_gguf
+
+    cache = Settings().cache_dir
+    target = cache / "test-models"
+    build_reasoning_gguf(SMOLLM2_135M.gguf_path(cache), target, "smollm2-think")
+    build_reasoning_gguf(QWEN_CODER_05B.gguf_path(cache), target, "qwen2.5-0.5b-think")
+    return target
+
+
+@pytest.fixture(scope="session")
+def think_server(start_server, think_models) -> Server:
+    return start_server("--models-dir", str(think_models), ping_interval="0.5")

@@ -54,6 +54,11 @@ class BudgetTracker:
         self._spent = 0
         self._tail = ""
 
+    @property
+    def reasoning(self) -> bool:
+        """Inside an open reasoning block: an end of turn here must close the reasoning instead."""
+        return self._open and not self._done
+
     def feed(self, piece: str) -> bool:
         """Account one generated token's text; True when the engine must close the reasoning now."""
         if self._done:

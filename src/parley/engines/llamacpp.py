@@ -126,6 +126,10 @@ class LlamaCppEngine:
             raise InvalidRequestError("the tool schemas could not be compiled into a grammar")
         llama_cpp.llama_sampler_chain_add(sampler.sampler, handle)
 
+    def _close_reasoning(self, params: SamplingParams) -> list[int]:
+        close = params.reasoning_budget.close_text
+        return self._model.tokenize(close.encode(), add_bos=False, special=True)
+
     def check_grammar(self, grammar: GrammarConstraint) -> None:
         """Compile once up front, so a bad grammar is a 400 before the response starts."""
         self._add_grammar(LlamaSampler(), grammar)
@@ -161,17 +165,18 @@ class LlamaCppEngine:
             for _ in range(params.max_tokens):
                 if cancelled.is_set() or len(self._kv_tokens) >= self.n_ctx:
                     return
+                if not forced:
+                    token = sampler.sample(self._ctx, -1)
+                    if budget and budget.reasoning and self.is_end_of_generation(token):
+                        forced = self._close_reasoning(params)  # a turn cannot end inside its reasoning
                 if forced:
                     token = forced.pop(0)
                     sampler.accept(token)  # keeps a lazy grammar's view of the output whole
-                else:
-                    token = sampler.sample(self._ctx, -1)
                 yield token
                 if self.is_end_of_generation(token):
                     return
                 if budget and budget.feed(self.token_bytes(token).decode("utf-8", "ignore")):
-                    close = params.reasoning_budget.close_text
-                    forced = self._model.tokenize(close.encode(), add_bos=False, special=True)
+                    forced = self._close_reasoning(params)
                 self._decode([token])
         except RuntimeError as exc:
             # A failed decode leaves the cache in an unknown state: forget it.

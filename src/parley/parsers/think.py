@@ -21,7 +21,7 @@ class ThinkParser:
     """Per request. Answer text is returned as TextDelta events for the next parser in line."""
 
     def __init__(self, starts_open: bool) -> None:
-        self._state = "thinking" if starts_open else "start"  # start | thinking | answer
+        self._state = "thinking" if starts_open else "start"  # start | thinking | after | answer
         self._held = ""
         self._thought: list[str] = []
 
@@ -29,6 +29,11 @@ class ThinkParser:
         events: list[Event] = []
         buf, self._held = self._held + text, ""
         while buf:
+            if self._state == "after":  # the blank lines between `</think>` and the answer
+                buf = buf.lstrip()
+                if not buf:
+                    break
+                self._state = "answer"
             if self._state == "answer":
                 events.append(TextDelta(buf))
                 break
@@ -46,7 +51,7 @@ class ThinkParser:
             if at >= 0:
                 self._think(buf[:at], events)
                 events.append(ThinkingEnd("".join(self._thought)))
-                self._state, buf = "answer", buf[at + len(CLOSE):].lstrip()
+                self._state, buf = "after", buf[at + len(CLOSE):]
                 continue
             keep = _partial_suffix(buf, CLOSE)
             self._think(buf[: len(buf) - keep], events)
