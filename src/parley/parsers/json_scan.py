@@ -14,6 +14,34 @@ ARGUMENT_KEYS = ("arguments", "parameters")
 LEADING_KEYS = ("name", "type", *ARGUMENT_KEYS)
 
 
+class JsonLexer:
+    """Where each character of a streamed JSON text stands: inside a string or not, and at what depth."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self._escape = False
+
+    def step(self, ch: str) -> bool:
+        """Advance by `ch`; True when it is structural (outside every string, quotes included as not)."""
+        if self.in_string:
+            if self._escape:
+                self._escape = False
+            elif ch == "\\":
+                self._escape = True
+            elif ch == '"':
+                self.in_string = False
+            return False
+        if ch == '"':
+            self.in_string = True
+            return False
+        if ch in "{[":
+            self.depth += 1
+        elif ch in "}]":
+            self.depth -= 1
+        return True
+
+
 class NotACall(Exception):
     """The object turned out not to be a tool call (wrong keys, unknown tool, broken JSON)."""
 
@@ -30,9 +58,7 @@ class JsonCallScanner:
         self.broken = False  # malformed after the name: the call stands (it has started) but has no input
         self.rest = ""  # what followed the object once done, or what followed the character that raised NotACall
         self._sent = 0  # how much of args_raw has been handed out
-        self._depth = 0
-        self._in_string = False
-        self._escape = False
+        self._lex = JsonLexer()
         self._key: str | None = None  # key of the current top-level member, once its ':' was seen
         self._member = ""  # text of the current top-level member (key, then value)
 
@@ -58,31 +84,18 @@ class JsonCallScanner:
         return out
 
     def _step(self, ch: str) -> None:
-        if self._depth == 0:
+        if self._lex.depth == 0:
             if ch == "{":
-                self._depth = 1
+                self._lex.step(ch)
             elif not ch.isspace():
                 raise NotACall("not an object")
             return
-        structural = not self._in_string
-        if self._in_string:
-            if self._escape:
-                self._escape = False
-            elif ch == "\\":
-                self._escape = True
-            elif ch == '"':
-                self._in_string = False
-        elif ch == '"':
-            self._in_string = True
-        elif ch in "{[":
-            self._depth += 1
-        elif ch in "}]":
-            if self._depth == 1:
-                self._end_member()
-                self._finish()
-                return
-            self._depth -= 1
-        if structural and self._depth == 1:
+        structural = self._lex.step(ch)
+        if structural and self._lex.depth == 0:  # the call object closed
+            self._end_member()
+            self._finish()
+            return
+        if structural and self._lex.depth == 1:
             if ch == ",":
                 self._end_member()
                 return

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from .json_scan import JsonCallScanner, NotACall
+from .json_scan import JsonCallScanner, JsonLexer, NotACall
 from .tool_calls import new_tool_id
 
 MARKER = "[TOOL_CALLS]"
@@ -205,15 +205,13 @@ class MistralToolParser:
 
 
 class _ObjectEnd:
-    """Finds where a streamed JSON object ends: tracks depth and strings, skipping leading whitespace."""
+    """Finds where a streamed JSON object ends, skipping leading whitespace."""
 
     def __init__(self) -> None:
         self.raw = ""
         self.done = False
         self.bad = False
-        self._depth = 0
-        self._in_string = False
-        self._escape = False
+        self._lex = JsonLexer()
 
     def feed(self, text: str) -> int:
         """Consume up to the object's end; returns how many characters of `text` were used."""
@@ -225,20 +223,7 @@ class _ObjectEnd:
                     self.bad = True
                     return i
             self.raw += ch
-            if self._in_string:
-                if self._escape:
-                    self._escape = False
-                elif ch == "\\":
-                    self._escape = True
-                elif ch == '"':
-                    self._in_string = False
-            elif ch == '"':
-                self._in_string = True
-            elif ch in "{[":
-                self._depth += 1
-            elif ch in "}]":
-                self._depth -= 1
-                if self._depth == 0:
-                    self.done = True
-                    return i + 1
+            if self._lex.step(ch) and self._lex.depth == 0:
+                self.done = True
+                return i + 1
         return len(text)
