@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from . import __version__
-from .api.anthropic.errors import install_error_handlers
 from .api.anthropic.router import router as anthropic_router
 from .api.anthropic.signatures import ThinkingSigner, load_or_create_key
+from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
+from .api.models import router as models_router
+from .api.openai.router import router as openai_router
 from .models.registry import ModelRegistry
 from .settings import Settings
 
@@ -35,8 +37,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.signer = ThinkingSigner(key)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    for prefix in ("", "/anthropic", "/openai"):  # either SDK's base URL, with or without an API prefix
+        app.include_router(models_router, prefix=prefix)
     app.include_router(anthropic_router)
     app.include_router(anthropic_router, prefix="/anthropic")
+    app.include_router(openai_router)
+    app.include_router(openai_router, prefix="/openai")
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:

@@ -8,9 +8,7 @@ import secrets
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-def _error_bytes(error_type: str, message: str) -> bytes:
-    return json.dumps({"type": "error", "error": {"type": error_type, "message": message}}).encode()
+from .errors import error_body
 
 
 class RequestContextMiddleware:
@@ -33,7 +31,7 @@ class RequestContextMiddleware:
 
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send_with_id)
+            await self._too_large(scope["path"], send_with_id)
             return
         seen = 0
 
@@ -51,8 +49,8 @@ class RequestContextMiddleware:
     def _too_large_message(self) -> str:
         return f"Request exceeds the maximum size of {self.max_body_bytes} bytes."
 
-    async def _too_large(self, send: Send) -> None:
-        body = _error_bytes("request_too_large", self._too_large_message())
+    async def _too_large(self, path: str, send: Send) -> None:
+        body = json.dumps(error_body(path, "request_too_large", self._too_large_message())).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

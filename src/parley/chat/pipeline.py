@@ -16,7 +16,7 @@ from ..parsers.think import ThinkParser
 from .decode import Utf8Stream
 from .events import Event, Finish, StopReason, TextDelta, ThinkingDelta, ThinkingEnd, ToolCallEnd, ToolCallStart
 from .messages import Conversation
-from .params import SamplingParams
+from .params import GrammarConstraint, SamplingParams
 from .reasoning import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
 from .stops import StopMatcher
 from .tool_fallback import template_supports_tools, with_tools_in_text
@@ -81,7 +81,8 @@ class PreparedChat:
 
 async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams,
                        choice: ToolChoice | None = None, thinking: Thinking | None = None,
-                       grammar_in_auto: bool = True) -> PreparedChat:
+                       grammar_in_auto: bool = True, output_grammar: GrammarConstraint | None = None) -> PreparedChat:
+    """`output_grammar` constrains a whole answer (structured output) when no tool grammar applies."""
     engine = runner.engine
     tools = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
     plan = RenderPlan(tools, thinking or Thinking())
@@ -89,7 +90,7 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    grammar = tools.grammar()
+    grammar = tools.grammar() or output_grammar
     if grammar is not None:
         await asyncio.to_thread(engine.check_grammar, grammar)
         params = dataclasses.replace(params, grammar=grammar)

@@ -47,7 +47,7 @@ _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMAS = ("items", "additionalProperties", "not")
 
 
-def _normalized(schema: Any) -> Any:
+def normalized_schema(schema: Any) -> Any:
     """An annotation-only subschema (`{"description": ...}`) means any value; llama.cpp's converter only
     understands that spelled `{}`."""
     if not isinstance(schema, dict):
@@ -57,13 +57,13 @@ def _normalized(schema: Any) -> Any:
     out = dict(schema)
     for key in _SUBSCHEMA_MAPS:
         if isinstance(out.get(key), dict):
-            out[key] = {name: _normalized(sub) for name, sub in out[key].items()}
+            out[key] = {name: normalized_schema(sub) for name, sub in out[key].items()}
     for key in _SUBSCHEMA_LISTS:
         if isinstance(out.get(key), list):
-            out[key] = [_normalized(sub) for sub in out[key]]
+            out[key] = [normalized_schema(sub) for sub in out[key]]
     for key in _SUBSCHEMAS:
         if isinstance(out.get(key), dict):
-            out[key] = _normalized(out[key])
+            out[key] = normalized_schema(out[key])
     if out.get("items") == {}:  # the converter trips on an empty `items`; leaving it out means the same
         del out["items"]
     return out
@@ -83,7 +83,7 @@ def call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     variants = []
     for i, tool in enumerate(tools):
-        schema = _enforceable(_normalized(tool.input_schema or {"type": "object"}))
+        schema = _enforceable(normalized_schema(tool.input_schema or {"type": "object"}))
         arguments = _hoist_defs(schema, f"t{i}_", defs)
         variants.append({
             "type": "object",

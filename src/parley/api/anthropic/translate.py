@@ -103,19 +103,24 @@ def _merged(messages: list[MessageParam], signer: ThinkingSigner | None) -> list
     return merged
 
 
+def check_tool_schema(name: str, schema: dict[str, Any], where: str) -> None:
+    """A tool the model may be offered: a sane name and an object JSON Schema (else a 400)."""
+    if not TOOL_NAME.match(name):
+        raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequestError(f"{where}.input_schema: invalid JSON Schema: {exc.message}") from exc
+    if schema.get("type") != "object":
+        raise InvalidRequestError(f"{where}.input_schema.type: Input should be 'object'")
+
+
 def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
     if tool.input_schema is None and tool.type not in (None, "custom"):
         return None  # an Anthropic server tool (web search, tool search, ...): not offered to the model
-    if not TOOL_NAME.match(tool.name):
-        raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
     if tool.input_schema is None:
         raise InvalidRequestError(f"{where}.input_schema: Field required")
-    try:
-        Draft202012Validator.check_schema(tool.input_schema)
-    except SchemaError as exc:
-        raise InvalidRequestError(f"{where}.input_schema: invalid JSON Schema: {exc.message}") from exc
-    if tool.input_schema.get("type") != "object":
-        raise InvalidRequestError(f"{where}.input_schema.type: Input should be 'object'")
+    check_tool_schema(tool.name, tool.input_schema, where)
     return ToolSpec(tool.name, tool.description or "", tool.input_schema)
 
 

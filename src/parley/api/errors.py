@@ -1,4 +1,6 @@
-"""Every failure → the Anthropic error envelope, in one place."""
+"""Every failure → the calling API's error envelope, in one place: Anthropic's
+`{"type":"error","error":{"type","message"}}`, or OpenAI's `{"error":{"message","type","param","code"}}` on the
+OpenAI routes."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ...errors import OverloadedError, ParleyError
+from ..errors import OverloadedError, ParleyError
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +20,19 @@ _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
                  429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
-    body = {"type": "error", "error": {"type": error_type, "message": message}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def is_openai_path(path: str) -> bool:
+    return path.startswith("/openai/") or path.endswith("/chat/completions")
+
+
+def error_body(path: str, error_type: str, message: str) -> dict:
+    if is_openai_path(path):
+        return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+    return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def error_response(request: Request, status: int, error_type: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, error_type, message), status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -43,23 +54,23 @@ def _is_branch_name(part: object) -> bool:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ParleyError)
-    async def parley_error(_: Request, exc: ParleyError) -> JSONResponse:
+    async def parley_error(request: Request, exc: ParleyError) -> JSONResponse:
         headers = {"retry-after": "1"} if isinstance(exc, OverloadedError) else None
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, exc_info=exc.__cause__)
-        return error_response(exc.status_code, exc.error_type, exc.message, headers)
+        return error_response(request, exc.status_code, exc.error_type, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "invalid_request_error", _validation_message(exc))
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, 400, "invalid_request_error", _validation_message(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         error_type = _STATUS_TYPES.get(exc.status_code, "api_error")
         message = f"Not found: {request.method} {request.url.path}" if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, error_type, message)
+        return error_response(request, exc.status_code, error_type, message)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return error_response(500, "api_error", "Internal server error")
+        return error_response(request, 500, "api_error", "Internal server error")

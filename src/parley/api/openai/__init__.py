@@ -1,0 +1,1 @@
+"""The OpenAI Chat Completions API, on the same chat core."""

@@ -1,0 +1,45 @@
+"""Routes of the OpenAI Chat Completions API; mounted at the root and under /openai."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ...chat.pipeline import prepare_chat
+from ..sse import EventStreamResponse, until_disconnected
+from .protocol import ChatCompletionRequest
+from .stream import collect_completion, sse_completion
+from .translate import (
+    new_completion_id,
+    to_conversation,
+    to_output_grammar,
+    to_sampling,
+    to_thinking,
+    to_tool_choice,
+)
+
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
+    conversation = to_conversation(body)
+    choice = to_tool_choice(body, conversation.tools)
+    output_grammar = to_output_grammar(body)
+    runner = await request.app.state.registry.runner(body.model)
+    params = to_sampling(body, default_max_tokens=runner.engine.n_ctx)
+    settings = request.app.state.settings
+    chat = await prepare_chat(runner, conversation, params, choice, to_thinking(body), settings.tool_grammar,
+                              output_grammar)
+    completion_id = new_completion_id()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        stream = sse_completion(chat, completion_id, body.model, settings.ping_interval, include_usage)
+        return EventStreamResponse(stream, on_close=chat.cancel)
+    try:
+        result = await until_disconnected(request.receive, collect_completion(chat, completion_id, body.model))
+    finally:
+        chat.cancel()
+    return JSONResponse(result)

@@ -1,0 +1,122 @@
+"""Neutral events → OpenAI chat completions: streamed chunks, or one collected completion."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ...chat.events import Event, Finish, TextDelta, ThinkingDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ...chat.pipeline import PreparedChat
+from ...errors import ParleyError
+from ..sse import with_heartbeat
+from .translate import FINISH_REASONS
+
+log = logging.getLogger(__name__)
+
+
+def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+def error_body(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ParleyError):
+        return {"error": {"message": exc.message, "type": exc.error_type, "param": None, "code": None}}
+    return {"error": {"message": "Internal server error", "type": "api_error", "param": None, "code": None}}
+
+
+class DeltaMapper:
+    """Per request: neutral events → `choices[0].delta` objects (tool calls indexed in order)."""
+
+    def __init__(self) -> None:
+        self._tool_index = -1
+
+    def delta(self, event: Event) -> dict[str, Any] | None:
+        if isinstance(event, TextDelta):
+            return {"content": event.text}
+        if isinstance(event, ThinkingDelta):
+            return {"reasoning_content": event.text}
+        if isinstance(event, ToolCallStart):
+            self._tool_index += 1
+            return {"tool_calls": [{"index": self._tool_index, "id": call_id(event.id), "type": "function",
+                                    "function": {"name": event.name, "arguments": ""}}]}
+        if isinstance(event, ToolArgsDelta):
+            return {"tool_calls": [{"index": self._tool_index, "function": {"arguments": event.json}}]}
+        return None
+
+
+def call_id(tool_id: str) -> str:
+    """OpenAI spells tool-call ids `call_…`."""
+    return "call_" + tool_id.removeprefix("toolu_")
+
+
+def _data(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+
+
+async def sse_completion(chat: PreparedChat, completion_id: str, model: str, ping_interval: float,
+                         include_usage: bool) -> AsyncIterator[bytes]:
+    """role chunk → content / reasoning / tool-call chunks → finish chunk → (usage chunk) → [DONE].
+    SSE comments keep a silent connection alive during queueing and prefill."""
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    mapper = DeltaMapper()
+    try:
+        async for event in with_heartbeat(chat.events(), ping_interval):
+            if event is None:
+                yield b": ping\n\n"
+            elif isinstance(event, Finish):
+                yield chunk({}, FINISH_REASONS[event.stop_reason])
+                if include_usage:
+                    yield _data({**base, "choices": [], "usage": usage_body(len(chat.prompt_tokens),
+                                                                            event.output_tokens)})
+            elif (delta := mapper.delta(event)) is not None:
+                yield chunk(delta)
+    except Exception as exc:  # after the first byte, an error can only travel in-stream
+        if not isinstance(exc, ParleyError):
+            log.exception("stream failed")
+        yield _data(error_body(exc))
+    yield b"data: [DONE]\n\n"
+
+
+async def collect_completion(chat: PreparedChat, completion_id: str, model: str) -> dict[str, Any]:
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[dict[str, Any]] = []
+    finish: Finish | None = None
+    async for event in chat.events():
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ThinkingDelta):
+            reasoning.append(event.text)
+        elif isinstance(event, ToolCallStart):
+            function = {"name": event.name, "arguments": ""}
+            calls.append({"id": call_id(event.id), "type": "function", "function": function})
+        elif isinstance(event, ToolArgsDelta):
+            calls[-1]["function"]["arguments"] += event.json
+        elif isinstance(event, ToolCallEnd) and event.input is not None:
+            calls[-1]["function"]["arguments"] = json.dumps(event.input, ensure_ascii=False)
+        elif isinstance(event, Finish):
+            finish = event
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or (None if calls else "")}
+    if calls:
+        message["tool_calls"] = calls
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    output_tokens = finish.output_tokens if finish else 0
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": FINISH_REASONS[finish.stop_reason] if finish else "stop"}],
+        "usage": usage_body(len(chat.prompt_tokens), output_tokens),
+    }
