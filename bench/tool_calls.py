@@ -248,6 +248,7 @@ def _one_turn(client: anthropic.Anthropic, model: str, prompt: str) -> dict[str,
 
 
 def run_server(model: str, grammar: bool, prompts: list[tuple[str, str | None]], log_path: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()
     proc, port = _start_server(grammar, log_path)
     label = "grammar on" if grammar else "grammar off"
     try:
@@ -281,7 +282,8 @@ def run_server(model: str, grammar: bool, prompts: list[tuple[str, str | None]],
                   f"{turn.get('output_tokens', 0):>3} tok  {summary}", file=sys.stderr, flush=True)
     finally:
         _stop_server(proc)
-    return {"grammar": grammar, "log": str(log_path), "metrics": _metrics(turns), "turns": turns}
+    return {"grammar": grammar, "log": str(log_path), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+            "metrics": _metrics(turns), "turns": turns}
 
 
 def _metrics(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -363,6 +365,9 @@ def main() -> None:
                     print(f"grammar {key}: invalid {c['name']} for {t['prompt']!r}: {c['error']} :: {c['raw_input']!r}")
             if t["error"]:
                 print(f"grammar {key}: error for {t['prompt']!r}: {t['error']}")
+    for key in ("on", "off"):
+        before, after = results[key]["load_avg_before"], results[key]["load_avg_after"]
+        print(f"grammar {key}: 1-min load average {before[0]:.2f} before, {after[0]:.2f} after ({os.cpu_count()} CPUs)")
     print(f"server logs: {log_dir}")
 
     if args.json:
