@@ -36,7 +36,7 @@ def places(tmp_path_factory, smol_file) -> dict[str, Path]:
     return {"explicit": explicit, "models_dir": models_dir, "hf": hf}
 
 
-EXPECTED = [QWEN, SMOL, "my-model", "broken", "dir-model", "acme/tiny-GGUF"]
+EXPECTED = [QWEN, SMOL, "my-model", "dir-model", "acme/tiny-GGUF"]  # broken.gguf is corrupt: left out
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_paging(catalogue_server):
     assert page.has_more is True and page.first_id == QWEN and page.last_id == SMOL
     after = client.models.list(limit=2, after_id=SMOL)
     assert [m.id for m in after.data] == EXPECTED[2:4] and after.has_more is True
-    before = client.models.list(limit=2, before_id="dir-model")
+    before = client.models.list(limit=2, before_id="acme/tiny-GGUF")
     assert [m.id for m in before.data] == EXPECTED[2:4] and before.has_more is True
     assert [m.id for m in client.models.list(limit=2).iter_pages().__next__().data] == EXPECTED[:2]
     assert [m.id for m in client.models.list(limit=2)] == EXPECTED  # the SDK's auto-paging follows has_more
@@ -80,11 +80,12 @@ def test_discovered_models_generate(catalogue_server):
         assert message.model == model_id and message.usage.output_tokens >= 1
 
 
-def test_invalid_model_file_is_a_clear_400(catalogue_server):
-    with pytest.raises(anthropic.BadRequestError) as info:
+def test_invalid_model_file_is_skipped_and_a_404(catalogue_server):
+    with pytest.raises(anthropic.NotFoundError) as info:
         catalogue_server.client().messages.create(model="broken", max_tokens=2,
                                                   messages=[{"role": "user", "content": "hi"}])
-    assert "not a valid GGUF" in str(info.value)
+    assert info.value.body["error"]["type"] == "not_found_error"
+    assert "broken.gguf is not usable: not a GGUF file" in info.value.message
     assert catalogue_server.health()["status"] == "ok"
 
 
@@ -94,4 +95,6 @@ def test_cli_models_lists_the_same(places):
          "--models-dir", str(places["models_dir"])],
         capture_output=True, text=True, check=True, env={**os.environ, "PARLEY_HF_CACHE_DIR": str(places["hf"])},
     ).stdout
-    assert [line.split("\t")[0] for line in out.splitlines()] == EXPECTED
+    rows = [line.split() for line in out.splitlines()[1:]]  # below the header: ID first, STATUS last
+    assert [row[0] for row in rows if row[-1] in ("ok", "default")] == EXPECTED
+    assert any(row[0] == "broken" and "corrupt:" in row for row in rows)

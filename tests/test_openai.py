@@ -121,8 +121,9 @@ def test_json_schema_output_validates(oai):
                                         response_format={"type": "json_schema",
                                                          "json_schema": {"name": "person", "schema": schema}})
         jsonschema.validate(json.loads(r.choices[0].message.content), schema)
-    r = oai.chat.completions.create(model=SMOL, max_tokens=80, response_format={"type": "json_object"},
-                                    messages=[{"role": "user", "content": "Give me some JSON"}])
+    r = oai.chat.completions.create(model=QWEN, max_tokens=200, **GREEDY, response_format={"type": "json_object"},
+                                    messages=[{"role": "user", "content": "Give me a small JSON object about a cat."}])
+    assert r.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 

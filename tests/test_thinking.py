@@ -15,7 +15,7 @@ THINK = {"type": "enabled", "budget_tokens": 1024}
 
 def test_upstream_streaming_example_thinks_then_answers(think_server):
     client = think_server.client()
-    with client.messages.stream(model=QWEN_THINK, max_tokens=1100, thinking=THINK,
+    with client.messages.stream(model=QWEN_THINK, max_tokens=1400, thinking=THINK, extra_body={"temperature": 0},
                                 messages=[{"role": "user",
                                            "content": "What is 27 * 453? Show your calculation steps."}]) as stream:
         raw = {"message_start", "content_block_start", "content_block_delta", "content_block_stop",

@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help={"serve": "start the server", "models": "list servable models"}[name])
         cmd.add_argument("--model", dest="models", action="append", help=fields["models"].description)
         cmd.add_argument("--models-dir", type=Path, help=fields["models_dir"].description)
+        cmd.add_argument("--config", type=Path, help=fields["config"].description)
         if name == "serve":
             cmd.add_argument("--host", help=fields["host"].description)
             cmd.add_argument("--port", type=int, help=fields["port"].description)
@@ -25,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--threads", dest="n_threads", type=int, help=fields["n_threads"].description)
             cmd.add_argument("--max-queue", type=int, help=fields["max_queue"].description)
             cmd.add_argument("--preload", action="store_true", default=None, help=fields["preload"].description)
+            cmd.add_argument("--max-loaded-models", type=int, help=fields["max_loaded_models"].description)
+            cmd.add_argument("--model-ttl", dest="model_ttl_seconds", type=float,
+                             help=fields["model_ttl_seconds"].description)
             cmd.add_argument("--log-level", help=fields["log_level"].description)
     return parser
 
@@ -33,8 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     settings = Settings(**overrides)
-    if args.command == "models":
-        return _list_models(settings)
+    from .models.config import ConfigError
+
+    try:
+        if args.command == "models":
+            return _list_models(settings)
+        return _serve(settings)
+    except ConfigError as exc:  # a bad config file is the user's to fix: say so, no traceback
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(settings: Settings) -> int:
     import uvicorn
 
     from .app import create_app
@@ -47,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _list_models(settings: Settings) -> int:
     from .models.registry import ModelRegistry
+    from .models.report import models_table
 
-    for entry in ModelRegistry(settings).catalogue():
-        default = " (default)" if entry.id == settings.default_model else ""
-        print(f"{entry.id}\t{entry.source}\t{entry.display_name}{default}")
+    logging.basicConfig(level="ERROR")  # corrupt files are flagged in the table, not warned about as well
+    print(models_table(ModelRegistry(settings), settings.default_model))
     return 0
 
 

@@ -41,4 +41,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest accepted request body (413 beyond).")
     ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")
     preload: bool = Field(False, description="Load the default model at start-up.")
+    config: Path | None = Field(None, description="TOML file with [aliases] and per-model [models.ID] settings.")
+    max_loaded_models: int = Field(
+        2, ge=1, description="Models kept loaded at once; beyond this the least recently used idle one is closed.")
+    model_ttl_seconds: float = Field(
+        0.0, ge=0, description="Close a loaded model after this many idle seconds (0: never).")
+    hub_timeout: float = Field(
+        3.0, gt=0, description="Seconds to wait for the Hugging Face hub before a missing org/repo id is a 404.")
     log_level: str = Field("info", description="Log level.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,22 +15,33 @@ from .packaged import PACKAGED_MODELS, PackagedModel
 class ModelEntry:
     id: str
     display_name: str
-    source: str  # embedded | path | models-dir | hf-cache
+    source: str  # embedded | path | models-dir | hf-cache | alias
     created_at: datetime
     locate: Callable[[Path], Path]  # cache dir -> GGUF path (may assemble an embedded model)
+    path: Path | None = None  # the file whose header describes the model (an embedded one's first part)
+    size: int | None = None  # bytes of the whole GGUF
+    target: str | None = None  # for an alias: the id of the model it stands for
+
+    def as_alias(self, name: str) -> ModelEntry:
+        return replace(self, id=name, display_name=f"{name} → {self.id}", source="alias", target=self.id)
 
 
 def _mtime(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC).replace(microsecond=0)
 
 
-def _file_entry(model_id: str, path: Path, source: str) -> ModelEntry:
-    return ModelEntry(model_id, model_id, source, _mtime(path), lambda _cache, p=path: p)
+def file_entry(model_id: str, path: Path, source: str) -> ModelEntry:
+    try:
+        created, size = _mtime(path), path.stat().st_size
+    except OSError:  # a dangling link: listed here, then reported as unreadable by the header check
+        created, size = datetime.fromtimestamp(0, tz=UTC), None
+    return ModelEntry(model_id, model_id, source, created, lambda _cache, p=path: p, path, size)
 
 
 def _packaged_entry(model: PackagedModel) -> ModelEntry:
     paths = model.part_paths() or []
-    return ModelEntry(model.id, model.display_name, "embedded", _mtime(paths[0]), model.gguf_path)
+    return ModelEntry(model.id, model.display_name, "embedded", _mtime(paths[0]), model.gguf_path, paths[0],
+                      model.size)
 
 
 def hf_cache_dir(configured: Path | None) -> Path:
@@ -50,7 +61,7 @@ def scan_hf_cache(root: Path) -> list[ModelEntry]:
         files = sorted({p.name: p for p in repo_dir.glob("snapshots/*/**/*.gguf")}.items())
         for name, path in files:
             model_id = repo_id if len(files) == 1 else f"{repo_id}:{name}"
-            entries.append(_file_entry(model_id, path, "hf-cache"))
+            entries.append(file_entry(model_id, path, "hf-cache"))
     return entries
 
 
@@ -61,13 +72,24 @@ def discover(explicit: list[str], models_dir: Path | None, hf_root: Path) -> lis
     for item in explicit:
         path = Path(item).expanduser()
         if path.is_file():
-            found.append(_file_entry(path.stem, path.resolve(), "path"))
+            found.append(file_entry(path.stem, path.resolve(), "path"))
         else:  # an id: only known ones are served
             found += [e for e in hf_entries if e.id == item or e.id.startswith(item + ":")]
     if models_dir and models_dir.is_dir():
-        found += [_file_entry(p.stem, p.resolve(), "models-dir") for p in sorted(models_dir.rglob("*.gguf"))]
+        found += [file_entry(p.stem, p.resolve(), "models-dir") for p in sorted(models_dir.rglob("*.gguf"))]
     found += hf_entries
     unique: dict[str, ModelEntry] = {}
     for entry in found:
         unique.setdefault(entry.id, entry)
     return list(unique.values())
+
+
+def searched_places(explicit: list[str], models_dir: Path | None, hf_root: Path) -> str:
+    """Where discover() looked, for not-found messages."""
+    places = ["the embedded models"]
+    if explicit:
+        places.append("--model " + ", ".join(explicit))
+    if models_dir:
+        places.append(f"--models-dir {models_dir}")
+    places.append(f"the Hugging Face cache {hf_root}")
+    return "; ".join(places)

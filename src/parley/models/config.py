@@ -1,0 +1,77 @@
+"""The models config file (TOML): aliases and per-model load settings.
+
+    [aliases]
+    "claude-*" = "qwen2.5-coder-0.5b-instruct"   # fnmatch pattern
+    "fast" = "smollm2-135m-instruct"             # exact name
+
+    [models."smollm2-135m-instruct"]
+    n_ctx = 2048
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import tomllib
+
+# Settings a model table may override, with their types.
+MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def is_pattern(name: str) -> bool:
+    return any(c in name for c in "*?[")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    aliases: dict[str, str] = field(default_factory=dict)  # in file order: the first matching pattern wins
+    models: dict[str, dict[str, int | float]] = field(default_factory=dict)
+
+    def alias_target(self, name: str) -> str | None:
+        """Exact alias names first, then patterns in file order."""
+        if name in self.aliases and not is_pattern(name):
+            return self.aliases[name]
+        for pattern, target in self.aliases.items():
+            if is_pattern(pattern) and fnmatchcase(name, pattern):
+                return target
+        return None
+
+    def listable_aliases(self) -> dict[str, str]:
+        return {name: target for name, target in self.aliases.items() if not is_pattern(name)}
+
+    def overrides(self, model_id: str) -> dict[str, int | float]:
+        return dict(self.models.get(model_id, {}))
+
+
+def load_config(path: Path | None) -> ModelsConfig:
+    """An absent path is an empty config; a bad file is a ConfigError naming what is wrong."""
+    if path is None:
+        return ModelsConfig()
+    try:
+        data = tomllib.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config {path}: {exc}") from exc
+    unknown = set(data) - {"aliases", "models"}
+    if unknown:
+        raise ConfigError(f"config {path}: unknown sections {sorted(unknown)} (expected [aliases], [models.ID])")
+    aliases = data.get("aliases", {})
+    if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
+        raise ConfigError(f"config {path}: [aliases] maps names or patterns to model ids (strings)")
+    models: dict[str, dict[str, int | float]] = {}
+    for model_id, table in data.get("models", {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"config {path}: [models.\"{model_id}\"] must be a table")
+        for key, value in table.items():
+            kind = MODEL_KEYS.get(key)
+            if kind is None:
+                raise ConfigError(f"config {path}: models.\"{model_id}\".{key} is not one of {sorted(MODEL_KEYS)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+                raise ConfigError(f"config {path}: models.\"{model_id}\".{key} must be {kind.__name__}")
+        models[model_id] = dict(table)
+    return ModelsConfig(dict(aliases), models)

