@@ -142,6 +142,8 @@ HERMES_CASES = [
     ("cut off in the arguments", 'Hi\n<tool_call>{"name": "get_weather", "arguments": {"location": "Par',
      [text("Hi"), call("get_weather", None)]),
     ("cut off before the name", 'Hi\n<tool_call>{"na', [text("Hi")]),
+    ("object left open after complete arguments", '{"name": "get_weather", "arguments": {"location": "Paris"}',
+     [call("get_weather", WEATHER)]),
     ("fenced call", 'Sure:\n```json\n{"name": "get_time", "arguments": {}}\n```\nDone.',
      [text("Sure:"), call("get_time", {}), text("Done.")]),
     ("fence that is not a call", 'Example:\n```json\n{"a": [1, {"b": 2}]}\n```\nEnd.',

@@ -61,9 +61,12 @@ class ToolCallParser:
     def finish(self) -> list[Event]:
         events: list[Event] = []
         if self._call is not None:
-            syntax, _ = self._call
+            syntax, scanner = self._call
             if self._started:
-                events.append(ToolCallEnd(None))  # cut off: the input is incomplete
+                # Small models sometimes end the turn without closing the call object; arguments that are
+                # complete still make a call. Anything less is cut off: no input.
+                complete = scanner.args_raw.strip() and not scanner.broken
+                events.append(ToolCallEnd(scanner.arguments() if complete else None))
             elif not syntax.markup:
                 self._emit_text(self._call_raw, events)
         elif self._held.strip():
