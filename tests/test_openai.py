@@ -113,13 +113,16 @@ def test_tool_loop_history(oai):
 
 
 def test_json_schema_output_validates(oai):
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0},
-                                               "tags": {"type": "array", "items": {"type": "string"}}},
+    # Bounded lengths: at temperature 1 a small model may otherwise list tags until max_tokens (finish "length").
+    short = {"type": "string", "maxLength": 40}
+    schema = {"type": "object", "properties": {"name": short, "age": {"type": "integer", "minimum": 0},
+                                               "tags": {"type": "array", "items": short, "maxItems": 3}},
               "required": ["name", "age", "tags"], "additionalProperties": False}
     for prompt in ("Describe a person.", "Invent a pirate.", "Hi"):
-        r = oai.chat.completions.create(model=QWEN, max_tokens=150, messages=[{"role": "user", "content": prompt}],
+        r = oai.chat.completions.create(model=QWEN, max_tokens=200, messages=[{"role": "user", "content": prompt}],
                                         response_format={"type": "json_schema",
                                                          "json_schema": {"name": "person", "schema": schema}})
+        assert r.choices[0].finish_reason == "stop"
         jsonschema.validate(json.loads(r.choices[0].message.content), schema)
     r = oai.chat.completions.create(model=QWEN, max_tokens=200, **GREEDY, response_format={"type": "json_object"},
                                     messages=[{"role": "user", "content": "Give me a small JSON object about a cat."}])
