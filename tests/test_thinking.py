@@ -41,7 +41,8 @@ def test_upstream_streaming_example_thinks_then_answers(think_server):
 def test_non_streaming_blocks_and_usage_counts_thinking(think_server):
     client = think_server.client()
     before = think_server.health()["models"].get(SMOL_THINK, {}).get("tokens_generated", 0)
-    message = client.messages.create(model=SMOL_THINK, max_tokens=1500, thinking=THINK, messages=[
+    message = client.messages.create(model=SMOL_THINK, max_tokens=1500, thinking=THINK, extra_body={"temperature": 0},
+                                     messages=[
         {"role": "user", "content": "Are there an infinite number of prime numbers such that n mod 4 == 3?"}])
     after = think_server.health()["models"][SMOL_THINK]["tokens_generated"]
     assert [b.type for b in message.content] == ["thinking", "text"]

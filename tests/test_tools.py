@@ -105,7 +105,7 @@ PROMPTS = [
 def test_tool_choice_any_always_returns_schema_valid_calls(client):
     """Sampled at temperature 1 on purpose: validity must not depend on the model behaving."""
     for prompt in PROMPTS:
-        message = client.messages.create(model=QWEN, max_tokens=200, tools=TOOLS, tool_choice={"type": "any"},
+        message = client.messages.create(model=QWEN, max_tokens=400, tools=TOOLS, tool_choice={"type": "any"},
                                          messages=[{"role": "user", "content": prompt}])
         assert message.stop_reason == "tool_use", (prompt, message.content)
         _assert_valid_calls(message)
