@@ -29,9 +29,11 @@ def test_poet_with_system_prompt(server):
     )
     assert message.id.startswith("msg_") and message.type == "message" and message.role == "assistant"
     assert message.model == QWEN
-    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+    # Sampled at temperature 1, as upstream: the small model now and then rambles to max_tokens.
+    assert message.stop_reason in ("end_turn", "max_tokens") and message.stop_sequence is None
     assert [b.type for b in message.content] == ["text"] and message.content[0].text.strip()
-    assert message.usage.input_tokens > 20 and 0 < message.usage.output_tokens < 1000
+    assert message.usage.input_tokens > 20
+    assert (message.usage.output_tokens == 1000) == (message.stop_reason == "max_tokens")
 
 
 def test_streaming_fun_fact(server):
