@@ -46,5 +46,5 @@ def test_streaming_fun_fact(server):
         final = stream.get_final_message()
     assert len(pieces) > 3
     assert final.content[0].text == "".join(pieces)
-    assert final.stop_reason == "end_turn"
+    assert final.stop_reason in ("end_turn", "max_tokens")  # sampled: it may ramble to the limit
     assert final.usage.output_tokens > 3
