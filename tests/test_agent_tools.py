@@ -4,7 +4,6 @@ into a grammar by the real llama.cpp engine."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
@@ -70,6 +69,7 @@ def test_agent_tools_compile_into_a_grammar_that_constrains(kind):
     from parley.chat.params import SamplingParams
     from parley.chat.tools import ToolPlan
     from parley.engines.llamacpp import LlamaCppEngine
+    from parley.engines.sync import generate
     from parley.models.packaged import SMOLLM2_135M
     from parley.parsers.json_scan import JsonCallScanner
     from parley.settings import Settings
@@ -86,8 +86,8 @@ def test_agent_tools_compile_into_a_grammar_that_constrains(kind):
         if kind == "any":
             prompt = engine.tokenize("Call a tool to read README.md:\n")
             params = SamplingParams(max_tokens=300, temperature=0.8, grammar=grammar, seed=7)
-            text = b"".join(engine.token_bytes(t) for t in engine.generate(prompt, params, threading.Event())
-                            if not engine.is_end_of_generation(t)).decode()
+            text = b"".join(engine.token_bytes(s.token) for s in generate(engine, prompt, params)
+                            if not engine.is_end_of_generation(s.token)).decode()
             scanner = JsonCallScanner({t["name"] for t in AGENT_TOOLS})
             scanner.feed(text)
             assert scanner.done, text

@@ -86,7 +86,7 @@ def test_prompt_over_the_context_is_400(start_server):
 
 
 def test_queue_full_is_529_with_retry_after(start_server):
-    busy = start_server(max_queue="0")  # one running request, none waiting
+    busy = start_server("--parallel", "1", max_queue="0")  # one running request, none waiting
     long = {**BASE, "max_tokens": 2000, "stream": True, "temperature": 0,
             "messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
     started, release = threading.Event(), threading.Event()

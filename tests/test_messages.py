@@ -14,6 +14,11 @@ def _text(message) -> str:
     return "".join(b.text for b in message.content if b.type == "text")
 
 
+def _prompt_tokens(message) -> int:
+    """The whole prompt: the real API counts cache reads apart from `input_tokens`."""
+    return message.usage.input_tokens + message.usage.cache_read_input_tokens
+
+
 def test_system_as_text_blocks_changes_the_answer(client):
     question = [{"role": "user", "content": "What is your name? Answer in one short sentence."}]
     as_blocks = client.messages.create(
@@ -25,7 +30,8 @@ def test_system_as_text_blocks_changes_the_answer(client):
     )
     assert "Zorblax" in _text(as_blocks)
     assert _text(as_blocks) == _text(as_string)
-    assert as_blocks.usage.input_tokens == as_string.usage.input_tokens
+    assert _prompt_tokens(as_blocks) == _prompt_tokens(as_string)
+    assert as_string.usage.cache_read_input_tokens == _prompt_tokens(as_string) - 1  # the same prompt, cached
 
 
 def test_final_assistant_message_is_continued(client):
@@ -127,4 +133,4 @@ def test_count_tokens_matches_usage(client):
                             {"role": "user", "content": [{"type": "text", "text": "Another one?"}]}])
     counted = client.messages.count_tokens(**kwargs)
     message = client.messages.create(max_tokens=5, **kwargs)
-    assert counted.input_tokens == message.usage.input_tokens > 10
+    assert counted.input_tokens == _prompt_tokens(message) > 10

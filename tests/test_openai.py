@@ -34,7 +34,7 @@ def test_plain_completion(oai):
     assert choice.finish_reason == "stop"
     assert r.usage.prompt_tokens > 10 and r.usage.completion_tokens > 0
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
-    assert r.usage.prompt_tokens_details.cached_tokens == 0
+    assert 0 <= r.usage.prompt_tokens_details.cached_tokens < r.usage.prompt_tokens
 
 
 def test_length_and_stop(oai):
@@ -163,3 +163,39 @@ def test_errors_use_the_openai_envelope(server, oai):
         oai.chat.completions.create(model=SMOL, messages=[])
     with pytest.raises(openai.BadRequestError):
         oai.chat.completions.create(model=SMOL, messages=[{"role": "user", "content": "hi"}], tool_choice="required")
+
+
+def test_logprobs(oai):
+    r = oai.chat.completions.create(model=QWEN, max_tokens=12, **GREEDY, logprobs=True, top_logprobs=3, messages=[
+        {"role": "user", "content": "What is the capital of France? One word."}])
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens - (r.choices[0].finish_reason == "stop")  # no end token
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    for entry in content:
+        assert entry.logprob <= 0 and bytes(entry.bytes).decode("utf-8", "replace") == entry.token
+        tops = [t.logprob for t in entry.top_logprobs]
+        assert len(tops) == 3 and tops == sorted(tops, reverse=True)
+        assert entry.top_logprobs[0].token == entry.token  # greedy: the most likely token was taken
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob)
+    plain = oai.chat.completions.create(model=QWEN, max_tokens=5, messages=[{"role": "user", "content": "Hi"}])
+    assert plain.choices[0].logprobs is None
+
+
+def test_streamed_logprobs_cover_the_content(oai):
+    stream = oai.chat.completions.create(model=QWEN, max_tokens=12, **GREEDY, logprobs=True, stream=True,
+                                         messages=[{"role": "user", "content": "Name a primary colour."}])
+    text, tokens = [], []
+    for chunk in stream:
+        choice = chunk.choices[0]
+        text.append(choice.delta.content or "")
+        if choice.logprobs is not None:
+            tokens += [t.token for t in choice.logprobs.content]
+            assert all(t.top_logprobs == [] for t in choice.logprobs.content)
+    assert tokens and "".join(tokens) == "".join(text)
+
+
+def test_top_logprobs_needs_logprobs(server):
+    r = httpx.post(server.url + "/v1/chat/completions", json={
+        "model": SMOL, "max_tokens": 3, "top_logprobs": 2, "messages": [{"role": "user", "content": "Hi"}]})
+    assert r.status_code == 400 and r.json()["error"]["param"] is None
+    assert "top_logprobs" in r.json()["error"]["message"]

@@ -50,8 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {
             "status": "ok",
             "models": {
-                model_id: {"active_generations": r.active_generations, "admitted": r.admitted,
-                           "tokens_generated": r.tokens_generated}
+                model_id: r.health()
                 for model_id, r in loaded.items()
             },
         }

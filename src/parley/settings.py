@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
+    parallel: int = Field(
+        4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
+    prefill_chunk: int = Field(
+        128, ge=1, description="Prompt tokens a joining request prefills per step while other streams decode.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")
     tool_grammar: bool = Field(True, description="Constrain tool calls by grammar also with tool_choice auto.")
     signing_key: str | None = Field(

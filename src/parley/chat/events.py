@@ -44,10 +44,34 @@ class ToolCallEnd:
 
 
 @dataclass(frozen=True)
+class PromptCached:
+    """First event: generation started, and `cached_tokens` of the prompt came from the prefix cache."""
+
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    text: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprobs:
+    """A generated token's log-probability and the most likely alternatives; precedes its text."""
+
+    chosen: TokenChoice
+    top: tuple[TokenChoice, ...]
+
+
+@dataclass(frozen=True)
 class Finish:
     stop_reason: StopReason
     stop_sequence: str | None
     output_tokens: int
+    cached_tokens: int = 0  # prompt tokens read from the prefix cache
 
 
-Event = TextDelta | ThinkingDelta | ThinkingEnd | ToolCallStart | ToolArgsDelta | ToolCallEnd | Finish
+Event = (TextDelta | ThinkingDelta | ThinkingEnd | ToolCallStart | ToolArgsDelta | ToolCallEnd | PromptCached
+         | TokenLogprobs | Finish)

@@ -34,3 +34,4 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     grammar: GrammarConstraint | None = None
     reasoning_budget: ReasoningBudget | None = None
+    logprobs: int | None = None  # None: none; n: the chosen token's and the n most likely ones'

@@ -11,10 +11,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engines._bridge import Admission, EngineRunner
+from ..engines.base import Engine, Sampled, Started
 from ..errors import InvalidRequestError
 from ..parsers.think import ThinkParser
 from .decode import Utf8Stream
-from .events import Event, Finish, StopReason, TextDelta, ThinkingDelta, ThinkingEnd, ToolCallEnd, ToolCallStart
+from .events import (
+    Event,
+    Finish,
+    PromptCached,
+    StopReason,
+    TextDelta,
+    ThinkingDelta,
+    ThinkingEnd,
+    TokenChoice,
+    TokenLogprobs,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from .messages import Conversation
 from .params import GrammarConstraint, SamplingParams
 from .reasoning import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
@@ -139,20 +152,35 @@ class _OutputParsers:
         return events
 
 
+def _token_logprobs(engine: Engine, item: Sampled) -> TokenLogprobs:
+    def choice(token: int, logprob: float) -> TokenChoice:
+        raw = engine.token_bytes(token)
+        return TokenChoice(raw.decode("utf-8", "replace"), raw, logprob)
+
+    return TokenLogprobs(choice(item.token, item.logprob or 0.0), tuple(choice(t.token, t.logprob) for t in item.top))
+
+
 async def _generate(chat: PreparedChat) -> AsyncIterator[Event]:
     engine = chat.admission._runner.engine
     utf8 = Utf8Stream()
     stops = StopMatcher(chat.params.stop)
     parsers = _OutputParsers(chat)
-    produced = 0
+    produced = cached = 0
     reason: StopReason = "max_tokens"
     matched: str | None = None
-    async with aclosing(chat.admission.tokens(chat.prompt_tokens, chat.params)) as tokens:
-        async for token in tokens:
+    async with aclosing(chat.admission.items(chat.prompt_tokens, chat.params)) as items:
+        async for item in items:
+            if isinstance(item, Started):
+                cached = item.cached_tokens
+                yield PromptCached(cached)
+                continue
+            token = item.token
             produced += 1
             if engine.is_end_of_generation(token):
                 reason = "end_turn"
                 break
+            if item.logprob is not None:
+                yield _token_logprobs(engine, item)
             text, matched = stops.feed(utf8.decode(engine.token_bytes(token)))
             for event in parsers.feed(text):
                 yield event
@@ -169,6 +197,6 @@ async def _generate(chat: PreparedChat) -> AsyncIterator[Event]:
     for event in parsers.finish():
         yield event
     if matched is not None:
-        yield Finish("stop_sequence", matched, produced)
+        yield Finish("stop_sequence", matched, produced, cached)
     else:
-        yield Finish("tool_use" if parsers.calls and reason == "end_turn" else reason, None, produced)
+        yield Finish("tool_use" if parsers.calls and reason == "end_turn" else reason, None, produced, cached)

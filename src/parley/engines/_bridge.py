@@ -1,53 +1,45 @@
-"""The one place where the synchronous engine meets the event loop.
+"""The one place where an engine's thread meets the event loop.
 
-A runner owns one engine: requests are admitted into a bounded queue (529 beyond it), then take the
-engine in turn. Generation runs on a worker thread and hands tokens to the loop; closing the token
-stream cancels the thread before its next decode step, and the engine passes to the next request
-only once that thread has really finished.
+A runner owns one engine: requests are admitted up to the engine's slots plus a bounded queue (529
+beyond it). An admitted request submits to the engine, whose thread hands items back to the loop;
+closing the item stream cancels the generation before its next decode step.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 
 from ..chat.params import SamplingParams
 from ..errors import EngineError, OverloadedError, ParleyError
-from .base import Engine
-
-_DONE = object()
+from .base import Done, Engine, Item, Sampled, Started
 
 
 class EngineRunner:
     def __init__(self, engine: Engine, max_queue: int) -> None:
         self.engine = engine
-        self._max_queue = max_queue
-        self._turn = asyncio.Lock()
-        self.admitted = 0  # waiting + running
-        self.active_generations = 0  # worker threads alive (engine-side truth)
+        self._capacity = engine.n_slots + max_queue
+        self.admitted = 0  # waiting + running, as the server counts them
+        self.active_generations = 0  # submitted and not yet reported done by the engine (engine-side truth)
         self.tokens_generated = 0
-        self._workers: dict[threading.Thread, threading.Event] = {}
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Cancel running generations, wait for their threads, then free the model."""
-        workers = list(self._workers.items())
-        for _, cancelled in workers:
-            cancelled.set()
-        for thread, _ in workers:
-            thread.join(timeout)
-        if not any(thread.is_alive() for thread, _ in workers):
-            self.engine.close()  # never free a model a thread may still be decoding with
+    def close(self) -> None:
+        """Cancel running generations, wait for them, then free the model."""
+        self.engine.close()
 
     def admit(self) -> Admission:
-        if self.admitted >= self._max_queue + 1:
+        if self.admitted >= self._capacity:
             raise OverloadedError("Overloaded: too many requests are waiting for this model; retry shortly.")
         self.admitted += 1
         return Admission(self)
 
+    def health(self) -> dict[str, int]:
+        return {"active_generations": self.active_generations, "admitted": self.admitted,
+                "tokens_generated": self.tokens_generated, **self.engine.stats()}
+
 
 class Admission:
-    """One request's place in a runner's queue; `tokens` may be iterated once."""
+    """One request's place in a runner; `items` may be iterated once."""
 
     def __init__(self, runner: EngineRunner) -> None:
         self._runner = runner
@@ -58,56 +50,39 @@ class Admission:
             self._released = True
             self._runner.admitted -= 1
 
-    async def tokens(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[int]:
+    async def items(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Started | Sampled]:
         runner = self._runner
-        try:
-            await runner._turn.acquire()
-        except BaseException:
-            self.release()
-            raise
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancelled = threading.Event()
+        queue: asyncio.Queue[Item] = asyncio.Queue()
 
-        def finished() -> None:
-            runner._workers.pop(worker, None)
+        def ended() -> None:
             runner.active_generations -= 1
-            runner._turn.release()
-            self.release()
 
-        def post(item: object) -> None:
+        def sink(item: Item) -> None:  # on the engine's thread
+            if isinstance(item, Sampled):
+                runner.tokens_generated += 1
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone (shutdown): nobody is listening
-                cancelled.set()
-
-        def work() -> None:
-            try:
-                for token in runner.engine.generate(prompt, params, cancelled):
-                    runner.tokens_generated += 1
-                    post(token)
-                post(_DONE)
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                post(exc)
-            finally:
-                try:
-                    loop.call_soon_threadsafe(finished)
-                except RuntimeError:
-                    pass
+                if isinstance(item, Done | BaseException):
+                    loop.call_soon_threadsafe(ended)
+            except RuntimeError:  # the loop is gone (shutdown): closing the engine cancels the rest
+                pass
 
         runner.active_generations += 1
-        worker = threading.Thread(target=work, name="parley-generate", daemon=True)
-        runner._workers[worker] = cancelled
-        worker.start()
+        try:
+            generation = runner.engine.submit(prompt, params, sink)
+        except BaseException:
+            runner.active_generations -= 1
+            raise
         try:
             while True:
                 item = await queue.get()
-                if item is _DONE:
+                if isinstance(item, Done):
                     return
                 if isinstance(item, ParleyError):
                     raise item
                 if isinstance(item, BaseException):
                     raise EngineError("generation failed") from item
-                yield item  # type: ignore[misc]
+                yield item
         finally:
-            cancelled.set()
+            generation.cancel()

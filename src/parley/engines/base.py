@@ -1,19 +1,56 @@
-"""What the chat core needs from an inference engine."""
+"""What the chat core needs from an inference engine, and what an engine hands back."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..chat.params import GrammarConstraint, SamplingParams
 from ..chat.template import ChatTemplate
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: int
+    logprob: float
+
+
+@dataclass(frozen=True)
+class Started:
+    """The engine took the request; `cached_tokens` of its prompt come from the prefix cache."""
+
+    cached_tokens: int
+
+
+@dataclass(frozen=True)
+class Sampled:
+    token: int
+    logprob: float | None = None  # set when the request asked for log-probabilities
+    top: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class Done:
+    """The generation is over (end of generation, `max_tokens`, the context's end, or cancelled)."""
+
+
+# A sink receives, on the engine's thread: Started, then Sampled…, then Done or the exception that ended it.
+Item = Started | Sampled | Done | BaseException
+Sink = Callable[[Item], None]
+
+
+class Generation(Protocol):
+    def cancel(self) -> None:
+        """Stop before the next decode step; the sink still gets Done."""
+        ...
+
+
 class Engine(Protocol):
-    """A loaded model. Synchronous; used by one generation at a time (the runner serialises)."""
+    """A loaded model that may run several generations at once (`n_slots`)."""
 
     n_ctx: int
+    n_slots: int
     chat_template: ChatTemplate
 
     def tokenize(self, text: str) -> list[int]: ...
@@ -26,9 +63,14 @@ class Engine(Protocol):
         """Raise InvalidRequestError when the engine cannot compile `grammar`."""
         ...
 
-    def generate(self, prompt: list[int], params: SamplingParams, cancelled: threading.Event) -> Iterator[int]:
-        """Yield sampled tokens (an end-of-generation token last) until done, `max_tokens`,
-        the context's end, or `cancelled` is set — checked before every decode step."""
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
+        """Start generating (or queue until a slot frees); never blocks."""
         ...
 
-    def close(self) -> None: ...
+    def stats(self) -> dict[str, int]:
+        """Numbers for /health: slots, busy slots, cached tokens and their bound."""
+        ...
+
+    def close(self) -> None:
+        """Cancel what runs, wait for it, free the model."""
+        ...

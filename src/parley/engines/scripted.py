@@ -4,18 +4,28 @@ made to do on demand (fail mid-stream, split text at chosen points)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 from ..chat.params import SamplingParams
 from ..chat.template import ChatTemplate
 from ..errors import EngineError
+from .base import Done, Generation, Sampled, Sink, Started
 
 END = -1
+
+
+class _Run:
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
 
 
 class ScriptedEngine:
     """Each script item is a piece of output bytes (one "token"); `fail_after` raises an engine error
     after that many pieces, as a failed llama_decode would."""
+
+    n_slots = 1
 
     def __init__(self, pieces: list[bytes], fail_after: int | None = None, n_ctx: int = 4096) -> None:
         self._pieces = pieces
@@ -35,15 +45,27 @@ class ScriptedEngine:
     def check_grammar(self, grammar) -> None:
         pass
 
-    def generate(self, prompt: list[int], params: SamplingParams, cancelled: threading.Event) -> Iterator[int]:
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
+        run = _Run()
+        threading.Thread(target=self._replay, args=(params, sink, run), daemon=True).start()
+        return run
+
+    def _replay(self, params: SamplingParams, sink: Sink, run: _Run) -> None:
+        sink(Started(cached_tokens=0))
         for i in range(min(len(self._pieces), params.max_tokens)):
-            if cancelled.is_set():
-                return
+            if run.cancelled.is_set():
+                break
             if self._fail_after is not None and i >= self._fail_after:
-                raise EngineError("the engine failed")
-            yield i
-        if len(self._pieces) < params.max_tokens:
-            yield END
+                sink(EngineError("the engine failed"))
+                return
+            sink(Sampled(i))
+        else:
+            if len(self._pieces) < params.max_tokens:
+                sink(Sampled(END))
+        sink(Done())
+
+    def stats(self) -> dict[str, int]:
+        return {}
 
     def close(self) -> None:
         pass

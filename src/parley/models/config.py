@@ -17,7 +17,8 @@ from pathlib import Path
 import tomllib
 
 # Settings a model table may override, with their types.
-MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float}
+MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float, "parallel": int,
+                                "prefill_chunk": int}
 
 
 class ConfigError(ValueError):

@@ -158,7 +158,9 @@ class ModelRegistry:
         path = entry.locate(s.cache_dir)
         log.info("loading %s from %s %s", canonical, path, own or "")
         return LlamaCppEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), n_threads=own.get("n_threads", s.n_threads),
-                              n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)))
+                              n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)),
+                              n_slots=int(own.get("parallel", s.parallel)),
+                              prefill_chunk=int(own.get("prefill_chunk", s.prefill_chunk)))
 
     def register_engine(self, model_id: str, engine: Engine) -> None:
         """Serve an already-built engine under `model_id` (embedding parley, tests); it is never unloaded."""

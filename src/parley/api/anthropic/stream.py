@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.events import Finish
+from ...chat.events import Finish, PromptCached
 from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
 from ..sse import sse_event, with_heartbeat
@@ -28,13 +28,18 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
                       blocks: BlockAssembler) -> AsyncIterator[bytes]:
     """message_start → (content_block_start, deltas, content_block_stop)… → message_delta → message_stop.
     A ping follows the first block's start; more keep a silent connection alive while the request queues
-    or its prompt is prefilled."""
+    or its prompt is prefilled. message_start waits (up to one ping interval) for the engine to take the
+    request, so that its usage can tell how much of the prompt the prefix cache held."""
     n_in = len(chat.prompt_tokens)
-    yield sse_event("message_start", {"type": "message_start",
-                                      "message": message_body(msg_id, model, [], None, n_in)})
-    first_block = True
+    first_block, started = True, False
     try:
         async for event in with_heartbeat(chat.events(), ping_interval):
+            if not started:
+                started = True
+                start = message_body(msg_id, model, [], None, n_in)
+                if isinstance(event, PromptCached):
+                    start["usage"] = usage(n_in, 0, event.cached_tokens)
+                yield sse_event("message_start", {"type": "message_start", "message": start})
             if event is None:
                 yield sse_event("ping", PING)
                 continue
@@ -47,12 +52,15 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
                 yield sse_event("message_delta", {
                     "type": "message_delta",
                     "delta": {"stop_reason": event.stop_reason, "stop_sequence": event.stop_sequence},
-                    "usage": usage(n_in, event.output_tokens),
+                    "usage": usage(n_in, event.output_tokens, event.cached_tokens),
                 })
                 yield sse_event("message_stop", {"type": "message_stop"})
     except Exception as exc:  # after the first byte, an error can only travel in-stream
         if not isinstance(exc, ParleyError):
             log.exception("stream failed")
+        if not started:
+            yield sse_event("message_start", {"type": "message_start",
+                                              "message": message_body(msg_id, model, [], None, n_in)})
         yield sse_event("error", error_body(exc))
 
 

@@ -148,13 +148,23 @@ def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoi
     return ToolChoice(choice.type, choice.name, parallel)
 
 
+# Claude Code opens its system prompt with a per-request billing line (`x-anthropic-billing-header: …;
+# cch=…;`). It means nothing to a local model and, changing every request, would defeat the prefix cache.
+BILLING_LINE = "x-anthropic-billing-header:"
+
+
+def _system_text(system: str | list[Any]) -> str:
+    if isinstance(system, str):
+        return system
+    kept = [b for b in system if not (isinstance(b, TextBlockParam) and b.text.lstrip().startswith(BILLING_LINE))]
+    return _joined_text(kept, "system")
+
+
 def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = None) -> Conversation:
     """`signer` verifies thinking blocks in history (a tampered one is a 400); without it they are dropped."""
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
-    system = None
-    if req.system is not None:
-        system = req.system if isinstance(req.system, str) else _joined_text(req.system, "system")
+    system = _system_text(req.system) if req.system is not None else None
     messages = _merged(req.messages, signer)
     last = messages[-1]
     if last.role == "assistant" and not last.tool_calls and last.content != last.content.rstrip():
@@ -192,12 +202,13 @@ def to_sampling(req: MessagesRequest) -> SamplingParams:
     )
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+def usage(prompt_tokens: int, output_tokens: int, cached_tokens: int = 0) -> dict[str, int]:
+    """As the real API counts: `input_tokens` are the prompt tokens that were not read from the cache."""
     return {
-        "input_tokens": input_tokens,
+        "input_tokens": prompt_tokens - cached_tokens,
         "output_tokens": output_tokens,
         "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "cache_read_input_tokens": cached_tokens,
     }
 
 
@@ -211,5 +222,5 @@ def message_body(msg_id: str, model: str, content: list[dict[str, Any]], finish:
         "content": content,
         "stop_reason": finish.stop_reason if finish else None,
         "stop_sequence": finish.stop_sequence if finish else None,
-        "usage": usage(input_tokens, finish.output_tokens if finish else 0),
+        "usage": usage(input_tokens, finish.output_tokens if finish else 0, finish.cached_tokens if finish else 0),
     }

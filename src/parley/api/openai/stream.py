@@ -8,7 +8,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.events import Event, Finish, TextDelta, ThinkingDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ...chat.events import (
+    Event,
+    Finish,
+    TextDelta,
+    ThinkingDelta,
+    TokenChoice,
+    TokenLogprobs,
+    ToolArgsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+)
 from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
 from ..sse import with_heartbeat
@@ -17,9 +27,23 @@ from .translate import FINISH_REASONS
 log = logging.getLogger(__name__)
 
 
-def usage_body(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage_body(prompt_tokens: int, finish: Finish | None) -> dict[str, Any]:
+    completion_tokens = finish.output_tokens if finish else 0
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": 0}}
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": finish.cached_tokens if finish else 0}}
+
+
+def _choice(choice: TokenChoice) -> dict[str, Any]:
+    return {"token": choice.text, "logprob": choice.logprob, "bytes": list(choice.bytes)}
+
+
+def logprob_entry(event: TokenLogprobs) -> dict[str, Any]:
+    return {**_choice(event.chosen), "top_logprobs": [_choice(c) for c in event.top]}
+
+
+def logprobs_body(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"content": entries, "refusal": None}
 
 
 def error_body(exc: Exception) -> dict[str, Any]:
@@ -63,8 +87,13 @@ async def sse_completion(chat: PreparedChat, completion_id: str, model: str, pin
     SSE comments keep a silent connection alive during queueing and prefill."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
+    pending: list[dict[str, Any]] = []  # log-probabilities ride on the next chunk that carries output
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        logprobs = logprobs_body(pending[:]) if pending else None
+        pending.clear()
+        return _data({**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs,
+                                           "finish_reason": finish}]})
 
     yield chunk({"role": "assistant", "content": ""})
     mapper = DeltaMapper()
@@ -72,11 +101,12 @@ async def sse_completion(chat: PreparedChat, completion_id: str, model: str, pin
         async for event in with_heartbeat(chat.events(), ping_interval):
             if event is None:
                 yield b": ping\n\n"
+            elif isinstance(event, TokenLogprobs):
+                pending.append(logprob_entry(event))
             elif isinstance(event, Finish):
                 yield chunk({}, FINISH_REASONS[event.stop_reason])
                 if include_usage:
-                    yield _data({**base, "choices": [], "usage": usage_body(len(chat.prompt_tokens),
-                                                                            event.output_tokens)})
+                    yield _data({**base, "choices": [], "usage": usage_body(len(chat.prompt_tokens), event)})
             elif (delta := mapper.delta(event)) is not None:
                 yield chunk(delta)
     except Exception as exc:  # after the first byte, an error can only travel in-stream
@@ -91,8 +121,11 @@ async def collect_completion(chat: PreparedChat, completion_id: str, model: str)
     reasoning: list[str] = []
     calls: list[dict[str, Any]] = []
     finish: Finish | None = None
+    logprobs: list[dict[str, Any]] | None = [] if chat.params.logprobs is not None else None
     async for event in chat.events():
-        if isinstance(event, TextDelta):
+        if isinstance(event, TokenLogprobs) and logprobs is not None:
+            logprobs.append(logprob_entry(event))
+        elif isinstance(event, TextDelta):
             text.append(event.text)
         elif isinstance(event, ThinkingDelta):
             reasoning.append(event.text)
@@ -110,13 +143,13 @@ async def collect_completion(chat: PreparedChat, completion_id: str, model: str)
         message["tool_calls"] = calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    output_tokens = finish.output_tokens if finish else 0
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
+        "choices": [{"index": 0, "message": message,
+                     "logprobs": logprobs_body(logprobs) if logprobs is not None else None,
                      "finish_reason": FINISH_REASONS[finish.stop_reason] if finish else "stop"}],
-        "usage": usage_body(len(chat.prompt_tokens), output_tokens),
+        "usage": usage_body(len(chat.prompt_tokens), finish),
     }

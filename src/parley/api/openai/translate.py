@@ -106,8 +106,8 @@ def to_thinking(req: ChatCompletionRequest) -> Thinking:
 def to_sampling(req: ChatCompletionRequest, default_max_tokens: int) -> SamplingParams:
     if req.n not in (None, 1):
         raise InvalidRequestError("n: only n=1 is supported")
-    if req.logprobs:
-        raise InvalidRequestError("logprobs: not supported by parley yet")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError("top_logprobs: requires logprobs to be true")
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     return SamplingParams(
         max_tokens=req.max_completion_tokens or req.max_tokens or default_max_tokens,
@@ -115,6 +115,7 @@ def to_sampling(req: ChatCompletionRequest, default_max_tokens: int) -> Sampling
         top_p=req.top_p,
         seed=req.seed,
         stop=stop,
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
     )
 
 

@@ -1,0 +1,251 @@
+"""parley against llama.cpp's own `llama-server` and raw llama-cpp-python, on the same GGUF with the same
+thread count, in one invocation. Prints a table of ratios and writes JSON for tracking (--json).
+
+  P1  single-stream decode tok/s through streaming /v1/messages
+  P2  time to first token for a ~1k-token prompt (cold: it shares no prefix with anything before)
+  P3  time to first token of turn 2 vs turn 1 of a ~4k-token conversation (the prefix cache at work)
+  P4  aggregate output tok/s with 1, 4 and 8 concurrent streams (both servers with 8 slots)
+  P6  server overhead per streamed token: parley's ms/token less raw llama-cpp-python's
+
+    bash bench/build_llama_server.sh            # once: builds llama-server (~10 min on 2 cores), cached
+    .venv/bin/python bench/serving.py [--model qwen2.5-coder-0.5b-instruct] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from parley.chat.messages import ChatMessage, Conversation
+from parley.chat.template import ChatTemplate
+from parley.models.registry import ModelRegistry
+from parley.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+FILLER = ("The harbour town kept its records in a long ledger: ships that came in, what they carried, who "
+          "paid the duty and who argued about it. Entry {i}: a schooner with {n} barrels of salt fish, "
+          "a dispute over weights, settled by the harbour master before noon. ")
+GOALS = {"P1": (">=", 0.97), "P2": ("<=", 1.05), "P3": ("<=", 0.10), "P4@8": (">=", 1.0), "P6_ms": ("<=", 0.5)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def filler(tokens: int) -> str:
+    """Text of roughly `tokens` tokens, opened by a nonce so that no cache holds any of it."""
+    one = len(FILLER.split()) * 1.3
+    return f"[{uuid.uuid4().hex}] " + "".join(FILLER.format(i=i, n=i * 7 % 90) for i in range(int(tokens / one)))
+
+
+@dataclass
+class Stream:
+    ttft: float = 0.0
+    first: float = 0.0
+    last: float = 0.0
+    tokens: int = 0
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def decode_tok_s(self) -> float:
+        return (self.tokens - 1) / (self.last - self.first) if self.tokens > 1 and self.last > self.first else 0.0
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], port: int, model: str) -> None:
+        self.name, self.model, self.url = name, model, f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {' '.join(cmd)}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.message([{"role": "user", "content": "hi"}], 1)  # loaded and warm
+
+    def message(self, messages: list[dict], max_tokens: int) -> Stream:
+        body = {"model": self.model, "max_tokens": max_tokens, "stream": True, "temperature": 0,
+                "messages": messages}
+        out = Stream()
+        start = time.perf_counter()
+        with httpx.stream("POST", self.url + "/v1/messages", json=body, timeout=1800) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                data = json.loads(line[6:])
+                if data.get("type") == "content_block_delta":
+                    out.last = time.perf_counter()
+                    if not out.first:
+                        out.first, out.ttft = out.last, out.last - start
+                    out.text.append(data["delta"].get("text", ""))
+                elif data.get("type") == "message_delta":
+                    out.tokens = data.get("usage", {}).get("output_tokens", 0)
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def count_prompt() -> list[dict]:
+    return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Count from 1 to 500, separated by spaces. "
+                                        "Output only the numbers."}]
+
+
+def p1_decode(server: Server, tokens: int) -> float:
+    return statistics.median(server.message(count_prompt(), tokens).decode_tok_s for _ in range(2))
+
+
+def p2_ttft(server: Server) -> float:
+    prompt = [{"role": "user", "content": filler(1000) + "\nIn one sentence: what does the ledger record?"}]
+    return server.message(prompt, 4).ttft
+
+
+def p3_turns(server: Server) -> tuple[float, float]:
+    first_user = {"role": "user", "content": filler(4000) + "\nWhat is this text about? One sentence."}
+    turn1 = server.message([first_user], 16)
+    history = [first_user, {"role": "assistant", "content": "".join(turn1.text).strip() or "A ledger."},
+               {"role": "user", "content": "Name one thing the ships carried."}]
+    return turn1.ttft, server.message(history, 4).ttft
+
+
+def p4_aggregate(server: Server, streams: int, tokens: int) -> float:
+    results: list[Stream] = []
+
+    def one() -> None:
+        results.append(server.message(count_prompt(), tokens))
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(r.tokens for r in results) / (time.perf_counter() - start)
+
+
+def raw_llama(path: Path, threads: int, tokens: int) -> dict[str, float]:
+    """Decode tok/s and ~1k-prompt TTFT with llama-cpp-python alone: no server, no HTTP, no parsing."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"))
+
+    def run(text: str, limit: int) -> Stream:
+        prompt = template.render(Conversation([ChatMessage("user", text)]))
+        ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
+        out, start = Stream(), time.perf_counter()
+        for _ in llm.generate(ids, temp=0.0, reset=True):
+            out.last = time.perf_counter()
+            if not out.first:
+                out.first, out.ttft = out.last, out.last - start
+            out.tokens += 1
+            if out.tokens >= limit:
+                break
+        return out
+
+    decode = statistics.median(run(count_prompt()[0]["content"], tokens).decode_tok_s for _ in range(2))
+    ttft = run(filler(1000) + "\nIn one sentence: what does the ledger record?", 1).ttft
+    llm.close()
+    return {"P1": decode, "P2": ttft}
+
+
+def measure(server: Server, tokens: int, quick: bool) -> dict[str, float]:
+    out = {"P1": p1_decode(server, tokens), "P2": p2_ttft(server)}
+    if not quick:
+        out["P3_turn1"], out["P3_turn2"] = p3_turns(server)
+        out["P3"] = out["P3_turn2"] / out["P3_turn1"]
+    for n in (1, 4, 8):
+        out[f"P4@{n}"] = p4_aggregate(server, n, 64)
+    print(f"  {server.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--tokens", type=int, default=128, help="output tokens for P1")
+    parser.add_argument("--n-ctx", type=int, default=16384)
+    parser.add_argument("--quick", action="store_true", help="skip P3 (the ~4k-token conversation)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    settings = Settings()
+    path = ModelRegistry(settings).resolve(args.model).locate(settings.cache_dir)
+    binary = subprocess.run(["bash", str(HERE / "build_llama_server.sh")], check=True, capture_output=True,
+                            text=True).stdout.strip().splitlines()[-1]
+    t, ctx = str(args.threads), str(args.n_ctx)
+    print(f"{args.model} ({path.name}), {args.threads} threads, {platform.processor() or platform.machine()}",
+          flush=True)
+
+    results: dict[str, dict[str, float]] = {"raw": raw_llama(path, args.threads, args.tokens)}
+    print(f"  raw llama-cpp-python: {results['raw']}", flush=True)
+    port = _free_port()
+    cmd = [binary, "-m", str(path), "-t", t, "-tb", t, "-c", ctx, "-np", "8", "-kvu", "--host", "127.0.0.1",
+           "--port", str(port), "--no-webui", "--jinja"]
+    server = Server("llama-server", cmd, port, args.model)
+    try:
+        results["llama-server"] = measure(server, args.tokens, args.quick)
+    finally:
+        server.stop()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
+           "--parallel", "8"]
+    server = Server("parley", cmd, port, args.model)
+    try:
+        results["parley"] = measure(server, args.tokens, args.quick)
+    finally:
+        server.stop()
+
+    raw, ref, ours = results["raw"], results["llama-server"], results["parley"]
+    ours["P6_ms"] = 1000 / ours["P1"] - 1000 / raw["P1"]
+    ref["P6_ms"] = 1000 / ref["P1"] - 1000 / raw["P1"]
+    ratios = {k: ours[k] / ref[k] for k in ("P1", "P2", "P4@1", "P4@4", "P4@8") if ref.get(k)}
+    print(f"\n{'metric':<28}{'raw':>10}{'llama-server':>14}{'parley':>10}{'ratio':>8}  goal")
+    rows = [("P1 decode tok/s", "P1"), ("P2 TTFT ~1k prompt s", "P2"), ("P3 TTFT turn 1 s", "P3_turn1"),
+            ("P3 TTFT turn 2 s", "P3_turn2"), ("P3 turn2/turn1", "P3"), ("P4 1 stream tok/s", "P4@1"),
+            ("P4 4 streams tok/s", "P4@4"), ("P4 8 streams tok/s", "P4@8"), ("P6 overhead ms/token", "P6_ms")]
+    for label, key in rows:
+        if key not in ours:
+            continue
+        r = raw.get(key)
+        ratio = ratios.get(key)
+        goal = ""
+        if key in GOALS:
+            op, bound = GOALS[key]
+            value = ours[key] if key in ("P3", "P6_ms") else ratio
+            met = value is not None and (value >= bound if op == ">=" else value <= bound)
+            goal = f"{op} {bound}  {'met' if met else 'MISSED'}"
+        print(f"{label:<28}{'' if r is None else f'{r:.3f}':>10}{ref.get(key, 0):>14.3f}{ours[key]:>10.3f}"
+              f"{'' if ratio is None else f'{ratio:.3f}':>8}  {goal}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "results": results,
+                                         "ratios": ratios}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Continuous batching: every active generation advances in the same `llama_decode` step.
+
+One thread owns the llama.cpp context. Each step it puts, into one batch, the last sampled token of
+every decoding sequence and then a chunk of each new prompt (small while others decode, so a long
+prompt joining never stalls running streams for long); after the decode each sequence samples from its
+own row with its own sampler (own grammar, own stop rules). Requests join and leave between steps; a
+cancelled one is dropped before the next step and its slot — with the cache it built — is free at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+import llama_cpp
+from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
+
+from ...chat.params import SamplingParams
+from ...chat.reasoning import BudgetTracker
+from ...errors import EngineError
+from ..base import Done, Item, Sampled, Sink, Started
+from .sampling import logprobs
+from .slots import Slot, SlotTable
+
+if TYPE_CHECKING:
+    from .engine import LlamaCppEngine
+
+NO_KV_ROOM = 1  # llama_decode's "could not find a KV slot": the cache is full; memory is left unchanged
+
+
+class Request:
+    """One generation: its prompt, its own sampler and stop state, and the slot it decodes in."""
+
+    def __init__(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: LlamaSampler,
+                 wake: threading.Condition) -> None:
+        self.prompt = prompt
+        self.params = params
+        self.sink = sink
+        self.sampler = sampler
+        self._wake = wake
+        self.cancelled = False
+        self.slot: Slot | None = None
+        self.prefilled = 0  # prompt tokens in the cache
+        self.pending: int | None = None  # sampled, not yet decoded
+        self.produced = 0
+        self.row = -1  # batch row to sample from after this step
+        self.chunk: list[int] = []
+        self.forced: list[int] = []  # tokens the server writes for the model (closing its reasoning)
+        self.budget = BudgetTracker(params.reasoning_budget) if params.reasoning_budget else None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        with self._wake:
+            self._wake.notify()
+
+
+class BatchScheduler:
+    def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
+                 prefill_chunk: int) -> None:
+        self._engine = engine
+        self._ctx = ctx
+        self._n_batch = n_batch
+        self._prefill_chunk = max(1, min(prefill_chunk, n_batch))
+        self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
+        self.slots = SlotTable(n_slots)
+        self._cond = threading.Condition()
+        self._waiting: deque[Request] = deque()
+        self._active: list[Request] = []  # in joining order; touched by the scheduler thread only
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="parley-batch", daemon=True)
+        self._thread.start()
+
+    # ---- any thread
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: LlamaSampler) -> Request:
+        request = Request(prompt, params, sink, sampler, self._cond)
+        with self._cond:
+            if self._closing:
+                raise EngineError("the model is being unloaded")
+            self._waiting.append(request)
+            self._cond.notify()
+        return request
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Stop after the current step; True once the thread is gone and the context is unused."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        self._batch.close()
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
+                "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
+                "cache_capacity": self._engine.n_ctx}
+
+    # ---- the scheduler thread
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closing and not self._waiting and not self._active:
+                    self._cond.wait()
+                if self._closing:
+                    break
+                joining = self._take_waiting()
+            for request in joining:
+                self._join(request)
+            for request in [r for r in self._active if r.cancelled]:
+                self._finish(request, Done())
+            if self._active:
+                self._step()
+        with self._cond:
+            leftover = list(self._waiting) + self._active
+            self._waiting.clear()
+        for request in leftover:
+            self._finish(request, Done())
+
+    def _take_waiting(self) -> list[Request]:
+        free = sum(not s.busy for s in self.slots.slots)
+        taken: list[Request] = []
+        while self._waiting and (free > len(taken) or self._waiting[0].cancelled):
+            taken.append(self._waiting.popleft())
+        return taken
+
+    def _join(self, request: Request) -> None:
+        if request.cancelled:
+            self._finish(request, Done())
+            return
+        placement = self.slots.place(request.prompt)
+        assert placement is not None  # _take_waiting only takes what fits
+        slot, reuse = placement.slot, placement.reuse
+        memory = self._ctx.memory
+        if placement.copy_from is not None:
+            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
+            llama_cpp.llama_memory_seq_cp(memory, placement.copy_from.seq_id, slot.seq_id, 0, reuse)
+            slot.tokens = placement.copy_from.tokens[:reuse]
+        elif not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, reuse, -1):
+            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)  # cannot cut mid-sequence: start over
+            reuse = 0
+        del slot.tokens[reuse:]
+        slot.busy = True
+        slot.touch()
+        request.slot, request.prefilled = slot, reuse
+        self._active.append(request)
+        request.sink(Started(cached_tokens=reuse))
+
+    def _finish(self, request: Request, item: Item) -> None:
+        if request in self._active:
+            self._active.remove(request)
+        if request.slot is not None:
+            request.slot.busy = False
+            request.slot.touch()
+            request.slot = None
+        request.sampler.close()
+        request.sink(item)
+
+    def _add(self, slot: Slot, tokens: list[int], want_logits: bool) -> int:
+        batch = self._batch.batch
+        start, pos = batch.n_tokens, len(slot.tokens)
+        for i, token in enumerate(tokens):
+            j = start + i
+            batch.token[j] = token
+            batch.pos[j] = pos + i
+            batch.seq_id[j][0] = slot.seq_id
+            batch.n_seq_id[j] = 1
+            batch.logits[j] = False
+        last = start + len(tokens) - 1
+        batch.logits[last] = want_logits
+        batch.n_tokens = last + 1
+        return last if want_logits else -1
+
+    def _fill_batch(self) -> None:
+        self._batch.batch.n_tokens = 0
+        decoding = [r for r in self._active if r.pending is not None]
+        for request in decoding:
+            request.chunk = [request.pending]  # type: ignore[list-item]
+            request.row = self._add(request.slot, request.chunk, True)  # type: ignore[arg-type]
+        room = self._n_batch - len(decoding)
+        cap = self._prefill_chunk if decoding else self._n_batch
+        for request in self._active:
+            if request.pending is not None:
+                continue
+            request.chunk = request.prompt[request.prefilled : request.prefilled + min(room, cap)]
+            request.row = -1
+            if request.chunk:
+                completes = request.prefilled + len(request.chunk) == len(request.prompt)
+                request.row = self._add(request.slot, request.chunk, completes)  # type: ignore[arg-type]
+                room -= len(request.chunk)
+
+    def _step(self) -> None:
+        self._fill_batch()
+        while True:
+            rc = llama_cpp.llama_decode(self._ctx.ctx, self._batch.batch)
+            if rc == 0:
+                break
+            if rc == NO_KV_ROOM:
+                victim = self.slots.evictable()
+                if victim is not None:  # the bound of the prefix cache: drop the least recently used
+                    llama_cpp.llama_memory_seq_rm(self._ctx.memory, victim.seq_id, 0, -1)
+                    victim.tokens.clear()
+                    continue
+                newest = self._active[-1]
+                self._finish(newest, EngineError("the context is full: too many tokens in flight at once"))
+                return
+            self._fail_all(EngineError(f"llama.cpp failed to decode (code {rc})"))
+            return
+        for request in list(self._active):
+            if request.chunk:
+                request.slot.tokens.extend(request.chunk)  # type: ignore[union-attr]
+                if request.pending is None:
+                    request.prefilled += len(request.chunk)
+                request.pending, request.chunk = None, []
+            if request.row >= 0:
+                self._sample(request)
+
+    def _sample(self, request: Request) -> None:
+        engine, params = self._engine, request.params
+        if not request.forced:
+            token = request.sampler.sample(self._ctx, request.row)
+            if request.budget and request.budget.reasoning and engine.is_end_of_generation(token):
+                request.forced = engine.close_reasoning_tokens(params)  # a turn cannot end inside its reasoning
+        if request.forced:
+            token = request.forced.pop(0)
+            request.sampler.accept(token)  # keeps a lazy grammar's view of the output whole
+        logprob, top = None, ()
+        if params.logprobs is not None:
+            logprob, top = logprobs(self._ctx.ctx, request.row, engine.n_vocab, token, params.logprobs)
+        request.sink(Sampled(token, logprob, top))
+        request.produced += 1
+        slot = request.slot
+        if (engine.is_end_of_generation(token) or request.produced >= params.max_tokens
+                or len(slot.tokens) + 1 >= engine.n_ctx):  # type: ignore[union-attr]
+            self._finish(request, Done())
+            return
+        if request.budget and request.budget.feed(engine.token_bytes(token).decode("utf-8", "ignore")):
+            request.forced = engine.close_reasoning_tokens(params)
+        request.pending = token
+
+    def _fail_all(self, error: EngineError) -> None:
+        """A failed decode leaves the cache in an unknown state: forget all of it."""
+        llama_cpp.llama_memory_clear(self._ctx.memory, True)
+        for slot in self.slots.slots:
+            slot.tokens.clear()
+        for request in list(self._active):
+            self._finish(request, error)
