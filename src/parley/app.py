@@ -2,26 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__
 from .api.anthropic.router import router as anthropic_router
 from .api.anthropic.signatures import ThinkingSigner, load_or_create_key
+from .api.auth import ApiKeyMiddleware
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.models import router as models_router
 from .api.openai.router import router as openai_router
+from .metrics import Metrics
 from .models.registry import ModelRegistry
 from .settings import Settings
+
+log = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def api_keys(settings: Settings) -> list[str]:
+    keys = list(settings.api_keys)
+    if settings.api_key_file is not None:
+        keys += [line.strip() for line in settings.api_key_file.read_text().splitlines() if line.strip()]
+    return keys
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
+    metrics = Metrics()
+    metrics.watch_engines(lambda: registry.loaded)
+    registry.on_generation = metrics.generation
+    keys = api_keys(settings)
+    if settings.host not in LOOPBACK and not keys:
+        log.warning("listening on %s without an API key: anyone who can reach it can use it (--api-key)",
+                    settings.host)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -33,10 +57,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="parley", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.metrics = metrics
+    app.state.stopping = asyncio.Event()  # set when a shutdown's grace period is over: streams end
     key = load_or_create_key(settings.signing_key, settings.cache_dir / "signing.key")
     app.state.signer = ThinkingSigner(key)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Outermost last: CORS (preflights need no key), then request id / metrics / body limit, then the key.
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_response=metrics.request)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["request-id"])
     for prefix in ("", "/anthropic", "/openai"):  # either SDK's base URL, with or without an API prefix
         app.include_router(models_router, prefix=prefix)
     app.include_router(anthropic_router)
@@ -49,10 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loaded = request.app.state.registry.loaded
         return {
             "status": "ok",
-            "models": {
-                model_id: r.health()
-                for model_id, r in loaded.items()
-            },
+            "models": {model_id: r.health() for model_id, r in loaded.items()},
         }
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

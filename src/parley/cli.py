@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--model-ttl", dest="model_ttl_seconds", type=float,
                              help=fields["model_ttl_seconds"].description)
             cmd.add_argument("--log-level", help=fields["log_level"].description)
+            cmd.add_argument("--api-key", dest="api_keys", action="append", help=fields["api_keys"].description)
+            cmd.add_argument("--api-key-file", type=Path, help=fields["api_key_file"].description)
+            cmd.add_argument("--cors-origin", dest="cors_origins", action="append",
+                             help=fields["cors_origins"].description)
+            cmd.add_argument("--request-timeout", type=float, help=fields["request_timeout"].description)
+            cmd.add_argument("--shutdown-grace", type=float, help=fields["shutdown_grace"].description)
     return parser
 
 
@@ -52,11 +59,21 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from .api.middleware import RequestIdLogFilter
     from .app import create_app
+    from .server import GracefulServer
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=5)
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdLogFilter())
+    logging.basicConfig(level=settings.log_level.upper(), handlers=[handler],
+                        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            access_log=False, log_config=None,
+                            timeout_graceful_shutdown=settings.shutdown_grace + 5)
+    # uvicorn re-raises the signal it caught once it is done; a clean shutdown should exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    GracefulServer(config, app.state.stopping, settings.shutdown_grace).run()
     return 0
 
 

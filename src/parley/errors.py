@@ -44,3 +44,10 @@ class EngineError(ParleyError):
 
     status_code = 500
     error_type = "api_error"
+
+
+class RequestTimeoutError(ParleyError):
+    """The request ran past the server's wall-clock limit."""
+
+    status_code = 504
+    error_type = "timeout_error"

@@ -53,3 +53,12 @@ class Settings(BaseSettings):
     hub_timeout: float = Field(
         3.0, gt=0, description="Seconds to wait for the Hugging Face hub before a missing org/repo id is a 404.")
     log_level: str = Field("info", description="Log level.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted API keys (x-api-key or Authorization: Bearer); none: open.")
+    api_key_file: Path | None = Field(None, description="File with more accepted API keys, one per line.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (default: CORS off).")
+    request_timeout: float = Field(
+        1800.0, gt=0, description="Wall-clock limit of one request, queueing and generation included (seconds).")
+    render_timeout: float = Field(5.0, gt=0, description="Time limit for rendering a chat template (seconds).")
+    shutdown_grace: float = Field(
+        10.0, ge=0, description="On SIGTERM, seconds running streams may finish before they are ended.")

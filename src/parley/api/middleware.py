@@ -1,20 +1,38 @@
-"""Pure-ASGI middleware: a request id on every response, and the request body size limit."""
+"""Pure-ASGI middleware: a request id on every response and log line, an access log and request metrics,
+and the request body size limit."""
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error_body
 
+log = logging.getLogger("parley.access")
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Puts the current request's id on every log record as `request_id`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int,
+                 on_response: Callable[[str, int], None] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self._on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -22,13 +40,28 @@ class RequestContextMiddleware:
             return
         request_id = f"req_{secrets.token_hex(12)}"
         scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        started, status = time.monotonic(), 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"request-id", request_id.encode())]
             await send(message)
 
+        try:
+            await self._limited(scope, receive, send_with_id)
+        finally:
+            # The route's template, not the raw path: label values stay few whatever clients send.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            log.info("%s %s %s %.3fs", scope.get("method"), scope["path"], status or "-", time.monotonic() - started)
+            if self._on_response is not None:
+                self._on_response(route, status or 500)
+            request_id_var.reset(token)
+
+    async def _limited(self, scope: Scope, receive: Receive, send_with_id: Send) -> None:
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._too_large(scope["path"], send_with_id)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
 import anyio
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+
+from ..errors import OverloadedError, RequestTimeoutError
 
 T = TypeVar("T")
 
@@ -19,16 +23,47 @@ def sse_event(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-async def with_heartbeat(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | None]:
-    """Yield `source`'s items, and None whenever it stays silent for `interval` seconds."""
+def request_guard(request: Request) -> Guard:
+    """The guard of a request that starts now, under the app's settings."""
+    state = request.app.state
+    return Guard(time.monotonic() + state.settings.request_timeout, state.stopping)
+
+
+class Guard:
+    """What may end a response early: the request's wall-clock deadline, or the server shutting down."""
+
+    def __init__(self, deadline: float, stopping: asyncio.Event | None = None) -> None:
+        self.deadline = deadline  # time.monotonic()
+        self.stopping = stopping
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        if self.stopping is not None and self.stopping.is_set():
+            raise OverloadedError("The server is shutting down; retry the request.")
+        if self.left() <= 0:
+            raise RequestTimeoutError("The request ran past the server's time limit (PARLEY_REQUEST_TIMEOUT).")
+
+
+async def with_heartbeat(source: AsyncIterator[T], interval: float, guard: Guard | None = None
+                         ) -> AsyncIterator[T | None]:
+    """Yield `source`'s items, and None whenever it stays silent for `interval` seconds; raise when the
+    guard's deadline passes or the server stops."""
     pending: asyncio.Future[T] | None = None
+    stopping = asyncio.ensure_future(guard.stopping.wait()) if guard and guard.stopping else None
     try:
         while True:
+            if guard:
+                guard.check()
             if pending is None:
                 pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
+            timeout = interval if guard is None else max(0.0, min(interval, guard.left()))
+            done, _ = await asyncio.wait({pending} | ({stopping} if stopping else set()), timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if pending not in done:
+                if not done and (guard is None or guard.left() > 0):
+                    yield None
                 continue
             finished, pending = pending, None
             try:
@@ -37,10 +72,11 @@ async def with_heartbeat(source: AsyncIterator[T], interval: float) -> AsyncIter
                 return
             yield item
     finally:
-        if pending is not None:
-            pending.cancel()
-            with suppress(BaseException):
-                await pending
+        for future in (pending, stopping):
+            if future is not None:
+                future.cancel()
+                with suppress(BaseException):
+                    await future
         aclose = getattr(source, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -72,19 +108,26 @@ class EventStreamResponse(StreamingResponse):
                     self._on_close()
 
 
-async def until_disconnected(receive: Receive, work: asyncio.Future[T] | Any) -> T:
-    """Await `work`, cancelling it if the client disconnects first (for non-streaming responses)."""
+async def until_disconnected(receive: Receive, work: asyncio.Future[T] | Any, guard: Guard | None = None) -> T:
+    """Await `work`, cancelling it if the client disconnects first (for non-streaming responses), or
+    when the guard's deadline passes or the server stops (then raising the guard's error)."""
     task = asyncio.ensure_future(work)
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    watcher = asyncio.ensure_future(watch())
+    watchers = {asyncio.ensure_future(watch())}
+    if guard and guard.stopping:
+        watchers.add(asyncio.ensure_future(guard.stopping.wait()))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *watchers}, timeout=guard.left() if guard else None,
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         if not task.done():
             task.cancel()
+            if guard:
+                guard.check()
     return await task

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import operator
+import sys
+import time
+from collections.abc import Callable
 from datetime import datetime
+from types import FrameType
 from typing import Any
 
 import jinja2
 from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import InvalidRequestError
 from .messages import Conversation
@@ -36,11 +41,57 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+RENDER_SECONDS = 5.0  # a template from a model file must not hang a worker
+MAX_REPEAT = 1_000_000  # longest string or list `*` may build
+MAX_EXPONENT = 1_000
+
+
+class _TemplateTimeout(Exception):
+    pass
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, plus bounds on the operators that can exhaust memory in one C call."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError("exponent too large in chat template")
+            return operator.pow(left, right)
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                raise SecurityError("repetition too large in chat template")
+        return operator.mul(left, right)
+
+
+def _with_time_limit(render: Callable[[], str], seconds: float) -> str:
+    """Run a template render under a line tracer that gives up at the deadline. Only the template's own
+    compiled code is traced (Jinja compiles it to Python), so the cost is a clock read per template line."""
+    deadline = time.monotonic() + seconds
+
+    def on_line(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise _TemplateTimeout
+        return on_line
+
+    def on_call(frame: FrameType, event: str, arg: Any) -> Any:
+        return on_line if frame.f_code.co_filename == "<template>" else None
+
+    previous = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        return render()
+    finally:
+        sys.settrace(previous)
+
+
 class ChatTemplate:
     """Compiled once per model; `render` holds no state between calls."""
 
     def __init__(self, source: str | None, bos_token: str = "", eos_token: str = "") -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env = _Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
         env.filters["tojson"] = _tojson
         env.globals["raise_exception"] = _raise_exception
         env.globals["strftime_now"] = _strftime_now
@@ -48,19 +99,21 @@ class ChatTemplate:
         self._template = env.from_string(self.source)
         self.bos_token = bos_token
         self.eos_token = eos_token
+        self.time_limit = RENDER_SECONDS
 
     def render(self, conversation: Conversation, **extra: Any) -> str:
         """Render the prompt; a final assistant turn is continued rather than closed."""
         prefill = conversation.prefill
+        variables = dict(messages=conversation.template_messages(), tools=conversation.template_tools(),
+                         add_generation_prompt=prefill is None, bos_token=self.bos_token, eos_token=self.eos_token,
+                         **extra)
         try:
-            text = self._template.render(
-                messages=conversation.template_messages(),
-                tools=conversation.template_tools(),
-                add_generation_prompt=prefill is None,
-                bos_token=self.bos_token,
-                eos_token=self.eos_token,
-                **extra,
-            )
+            text = _with_time_limit(lambda: self._template.render(**variables), self.time_limit)
+        except _TemplateTimeout:
+            raise InvalidRequestError(
+                f"The model's chat template did not finish rendering within {self.time_limit:g} s.") from None
+        except SecurityError as exc:
+            raise InvalidRequestError(f"The model's chat template tried an unsafe operation: {exc}") from None
         except jinja2.exceptions.TemplateError as exc:
             raise InvalidRequestError(f"The model's chat template rejected the conversation: {exc}") from exc
         except Exception as exc:  # a template bug met by this input (TypeError, KeyError, ...)

@@ -11,6 +11,7 @@ from .messages import ToolSpec
 from .params import GrammarConstraint
 
 ChoiceKind = Literal["auto", "any", "tool", "none"]
+MAX_TOOLS = 512  # per request: each tool adds prompt and grammar work
 
 
 @dataclass(frozen=True)

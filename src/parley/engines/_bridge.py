@@ -8,16 +8,29 @@ closing the item stream cancels the generation before its next decode step.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from ..chat.params import SamplingParams
 from ..errors import EngineError, OverloadedError, ParleyError
 from .base import Done, Engine, Item, Sampled, Started
 
 
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    ttft: float | None  # seconds from submission to the first token
+    decode_tok_s: float | None  # after the first token
+
+
 class EngineRunner:
-    def __init__(self, engine: Engine, max_queue: int) -> None:
+    def __init__(self, engine: Engine, max_queue: int,
+                 on_generation: Callable[[GenerationStats], None] | None = None) -> None:
         self.engine = engine
+        self._on_generation = on_generation
         self._capacity = engine.n_slots + max_queue
         self.admitted = 0  # waiting + running, as the server counts them
         self.active_generations = 0  # submitted and not yet reported done by the engine (engine-side truth)
@@ -69,11 +82,14 @@ class Admission:
                 pass
 
         runner.active_generations += 1
+        submitted = time.monotonic()
         try:
             generation = runner.engine.submit(prompt, params, sink)
         except BaseException:
             runner.active_generations -= 1
             raise
+        cached = produced = 0
+        first = last = 0.0
         try:
             while True:
                 item = await queue.get()
@@ -83,6 +99,16 @@ class Admission:
                     raise item
                 if isinstance(item, BaseException):
                     raise EngineError("generation failed") from item
+                if isinstance(item, Started):
+                    cached = item.cached_tokens
+                else:
+                    produced += 1
+                    last = time.monotonic()
+                    first = first or last
                 yield item
         finally:
             generation.cancel()
+            if runner._on_generation is not None:
+                runner._on_generation(GenerationStats(
+                    len(prompt), cached, produced, first - submitted if produced else None,
+                    (produced - 1) / (last - first) if produced > 1 and last > first else None))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ..engines._bridge import EngineRunner
+from ..engines._bridge import EngineRunner, GenerationStats
 from ..engines.base import Engine
 from ..engines.llamacpp import LlamaCppEngine
 from ..errors import NotFoundError
@@ -41,6 +42,8 @@ class ModelRegistry:
         self._loading: dict[str, asyncio.Lock] = {}
         self._headers: dict[tuple[Path, int, int], GGUFInfo | str] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        # Told about every finished generation (model id, figures): the metrics hook.
+        self.on_generation: Callable[[str, GenerationStats], None] | None = None
 
     # -- what can be served --------------------------------------------------------------------------------
 
@@ -135,7 +138,7 @@ class ModelRegistry:
                     return runner
             self._shrink(self._settings.max_loaded_models - 1, spare_recent=False)  # free memory first
             engine = await asyncio.to_thread(self._load, entry, canonical, asked)
-            self._runners[canonical] = EngineRunner(engine, self._settings.max_queue)
+            self._runners[canonical] = self._runner_for(canonical, engine)
             runner = self._take(canonical)
             assert runner is not None
             # Others that were busy before the load may be idle now.
@@ -157,15 +160,22 @@ class ModelRegistry:
         own = {**self.config.overrides(asked), **self.config.overrides(canonical)}
         path = entry.locate(s.cache_dir)
         log.info("loading %s from %s %s", canonical, path, own or "")
-        return LlamaCppEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), n_threads=own.get("n_threads", s.n_threads),
-                              n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)),
-                              n_slots=int(own.get("parallel", s.parallel)),
-                              prefill_chunk=int(own.get("prefill_chunk", s.prefill_chunk)))
+        engine = LlamaCppEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), n_threads=own.get("n_threads", s.n_threads),
+                                n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)),
+                                n_slots=int(own.get("parallel", s.parallel)),
+                                prefill_chunk=int(own.get("prefill_chunk", s.prefill_chunk)))
+        engine.chat_template.time_limit = s.render_timeout
+        return engine
 
     def register_engine(self, model_id: str, engine: Engine) -> None:
         """Serve an already-built engine under `model_id` (embedding parley, tests); it is never unloaded."""
-        self._runners[model_id] = EngineRunner(engine, self._settings.max_queue)
+        self._runners[model_id] = self._runner_for(model_id, engine)
         self._pinned.add(model_id)
+
+    def _runner_for(self, model_id: str, engine: Engine) -> EngineRunner:
+        observe = self.on_generation
+        report = (lambda stats: observe(model_id, stats)) if observe is not None else None
+        return EngineRunner(engine, self._settings.max_queue, report)
 
     def _take(self, name: str) -> EngineRunner | None:
         runner = self._runners.get(name)

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from ...chat.tools import MAX_TOOLS
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -111,7 +113,7 @@ class _ConversationRequest(_Wire):
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None
-    tools: list[ToolParam] | None = None
+    tools: list[ToolParam] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
     output_config: OutputConfigParam | None = None

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ...chat.pipeline import RenderPlan, prepare_chat, render_prompt
 from ...chat.tools import ToolPlan
-from ..sse import EventStreamResponse, until_disconnected
+from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .blocks import BlockAssembler
 from .protocol import CountTokensRequest, MessagesRequest
 from .stream import collect_message, sse_message
@@ -20,6 +20,7 @@ router = APIRouter()
 
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Any:
+    guard = request_guard(request)
     signer = request.app.state.signer
     conversation = to_conversation(body, signer)
     choice = to_tool_choice(body, conversation.tools)
@@ -31,10 +32,10 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
     msg_id = new_message_id()
     blocks = BlockAssembler(signer, omit_thinking=thinking.display == "omitted")
     if body.stream:
-        stream = sse_message(chat, msg_id, body.model, settings.ping_interval, blocks)
+        stream = sse_message(chat, msg_id, body.model, settings.ping_interval, blocks, guard)
         return EventStreamResponse(stream, on_close=chat.cancel)
     try:
-        result = await until_disconnected(request.receive, collect_message(chat, msg_id, body.model, blocks))
+        result = await until_disconnected(request.receive, collect_message(chat, msg_id, body.model, blocks), guard)
     finally:
         chat.cancel()
     return JSONResponse(result)

@@ -9,7 +9,7 @@ from typing import Any
 from ...chat.events import Finish, PromptCached
 from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
-from ..sse import sse_event, with_heartbeat
+from ..sse import Guard, sse_event, with_heartbeat
 from .blocks import BlockAssembler, ContentCollector
 from .translate import message_body, usage
 
@@ -25,7 +25,7 @@ def error_body(exc: Exception) -> dict[str, Any]:
 
 
 async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval: float,
-                      blocks: BlockAssembler) -> AsyncIterator[bytes]:
+                      blocks: BlockAssembler, guard: Guard | None = None) -> AsyncIterator[bytes]:
     """message_start → (content_block_start, deltas, content_block_stop)… → message_delta → message_stop.
     A ping follows the first block's start; more keep a silent connection alive while the request queues
     or its prompt is prefilled. message_start waits (up to one ping interval) for the engine to take the
@@ -33,7 +33,7 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
     n_in = len(chat.prompt_tokens)
     first_block, started = True, False
     try:
-        async for event in with_heartbeat(chat.events(), ping_interval):
+        async for event in with_heartbeat(chat.events(), ping_interval, guard):
             if not started:
                 started = True
                 start = message_body(msg_id, model, [], None, n_in)

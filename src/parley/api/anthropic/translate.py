@@ -103,10 +103,26 @@ def _merged(messages: list[MessageParam], signer: ThinkingSigner | None) -> list
     return merged
 
 
+MAX_SCHEMA_DEPTH = 32  # nesting of objects/arrays in one tool's input_schema
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON containers nest, counted without recursion (a hostile schema may be very deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def check_tool_schema(name: str, schema: dict[str, Any], where: str) -> None:
     """A tool the model may be offered: a sane name and an object JSON Schema (else a 400)."""
     if not TOOL_NAME.match(name):
         raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise InvalidRequestError(f"{where}.input_schema: nested deeper than {MAX_SCHEMA_DEPTH} levels")
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...chat.tools import MAX_TOOLS
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -78,7 +80,7 @@ class ChatCompletionRequest(_Wire):
     n: int | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    tools: list[ToolParam] | None = None
+    tools: list[ToolParam] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None

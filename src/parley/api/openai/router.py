@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...chat.pipeline import prepare_chat
-from ..sse import EventStreamResponse, until_disconnected
+from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .protocol import ChatCompletionRequest
 from .stream import collect_completion, sse_completion
 from .translate import (
@@ -25,6 +25,7 @@ router = APIRouter()
 
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
+    guard = request_guard(request)
     conversation = to_conversation(body)
     choice = to_tool_choice(body, conversation.tools)
     output_grammar = to_output_grammar(body)
@@ -36,10 +37,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     completion_id = new_completion_id()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        stream = sse_completion(chat, completion_id, body.model, settings.ping_interval, include_usage)
+        stream = sse_completion(chat, completion_id, body.model, settings.ping_interval, include_usage, guard)
         return EventStreamResponse(stream, on_close=chat.cancel)
     try:
-        result = await until_disconnected(request.receive, collect_completion(chat, completion_id, body.model))
+        result = await until_disconnected(request.receive, collect_completion(chat, completion_id, body.model),
+                                          guard)
     finally:
         chat.cancel()
     return JSONResponse(result)

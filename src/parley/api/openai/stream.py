@@ -21,7 +21,7 @@ from ...chat.events import (
 )
 from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
-from ..sse import with_heartbeat
+from ..sse import Guard, with_heartbeat
 from .translate import FINISH_REASONS
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def _data(payload: dict[str, Any]) -> bytes:
 
 
 async def sse_completion(chat: PreparedChat, completion_id: str, model: str, ping_interval: float,
-                         include_usage: bool) -> AsyncIterator[bytes]:
+                         include_usage: bool, guard: Guard | None = None) -> AsyncIterator[bytes]:
     """role chunk → content / reasoning / tool-call chunks → finish chunk → (usage chunk) → [DONE].
     SSE comments keep a silent connection alive during queueing and prefill."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
@@ -98,7 +98,7 @@ async def sse_completion(chat: PreparedChat, completion_id: str, model: str, pin
     yield chunk({"role": "assistant", "content": ""})
     mapper = DeltaMapper()
     try:
-        async for event in with_heartbeat(chat.events(), ping_interval):
+        async for event in with_heartbeat(chat.events(), ping_interval, guard):
             if event is None:
                 yield b": ping\n\n"
             elif isinstance(event, TokenLogprobs):
