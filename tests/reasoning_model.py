@@ -29,7 +29,12 @@ QWEN3_STYLE_TEMPLATE = """\
 
 def build_reasoning_gguf(source: Path, target_dir: Path, name: str) -> Path:
     """Copy `source` with the reasoning template; cached by source size and template."""
-    key = hashlib.sha256(f"{source.stat().st_size}:{QWEN3_STYLE_TEMPLATE}".encode()).hexdigest()[:12]
+    return build_gguf_with_template(source, target_dir, name, QWEN3_STYLE_TEMPLATE)
+
+
+def build_gguf_with_template(source: Path, target_dir: Path, name: str, template_text: str) -> Path:
+    """Copy `source` with another chat template; cached by source size and template."""
+    key = hashlib.sha256(f"{source.stat().st_size}:{template_text}".encode()).hexdigest()[:12]
     target = target_dir / f"{name}.gguf"
     stamp = target_dir / f"{name}.{key}.ok"
     if target.is_file() and stamp.is_file():
@@ -38,7 +43,7 @@ def build_reasoning_gguf(source: Path, target_dir: Path, name: str) -> Path:
     reader = gguf.GGUFReader(source, "r")
     arch = reader.fields[gguf.Keys.General.ARCHITECTURE].contents()
     writer = gguf.GGUFWriter(str(target), arch=arch, endianess=reader.endianess)
-    template = MetadataDetails(gguf.GGUFValueType.STRING, QWEN3_STYLE_TEMPLATE)
+    template = MetadataDetails(gguf.GGUFValueType.STRING, template_text)
     copy_with_new_metadata(reader, writer, {gguf.Keys.Tokenizer.CHAT_TEMPLATE: template}, [])
     stamp.touch()
     return target
