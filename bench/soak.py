@@ -197,8 +197,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--max-tokens", type=int, default=24)
-    parser.add_argument("--max-queue", type=int, default=32)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--max-queue", type=int, default=88, help="with 8 slots: 96 admitted, the rest 529")
+    parser.add_argument("--parallel", type=int, default=8)
     args = parser.parse_args()
     result = soak(args.clients, args.requests, args.model, args.max_tokens, 1 / 3,
                   ["--max-queue", str(args.max_queue), "--parallel", str(args.parallel)])

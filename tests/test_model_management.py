@@ -78,7 +78,8 @@ def test_hf_id_not_reachable_is_a_prompt_404(managed, setup_dir, model_id):
     message = _error(response, 404, "not_found_error")
     repo, _, filename = model_id.partition(":")
     assert f"'{repo}'" in message, message
-    assert str(setup_dir["models_dir"]) in message and str(setup_dir["hf"]) in message, message  # places searched
+    assert "--models-dir" in message and "Hugging Face cache" in message, message  # places searched, named
+    assert str(setup_dir["models_dir"]) not in message and str(setup_dir["hf"]) not in message  # not revealed
     if filename:
         assert filename in message
 

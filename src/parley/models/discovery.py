@@ -84,12 +84,13 @@ def discover(explicit: list[str], models_dir: Path | None, hf_root: Path) -> lis
     return list(unique.values())
 
 
-def searched_places(explicit: list[str], models_dir: Path | None, hf_root: Path) -> str:
-    """Where discover() looked, for not-found messages."""
+def searched_places(explicit: list[str], models_dir: Path | None, hf_root: Path, paths: bool = True) -> str:
+    """Where discover() looked, for not-found messages; without `paths` for clients, who need not learn
+    the server's file layout."""
     places = ["the embedded models"]
     if explicit:
-        places.append("--model " + ", ".join(explicit))
+        places.append("--model " + ", ".join(explicit) if paths else f"{len(explicit)} --model file(s)")
     if models_dir:
-        places.append(f"--models-dir {models_dir}")
-    places.append(f"the Hugging Face cache {hf_root}")
+        places.append(f"--models-dir {models_dir}" if paths else "--models-dir")
+    places.append(f"the Hugging Face cache {hf_root}" if paths else "the Hugging Face cache")
     return "; ".join(places)

@@ -105,10 +105,11 @@ class ModelRegistry:
     def _missing(self, model_id: str, canonical: str, why: str | None = None) -> str:
         s = self._settings
         what = f"model '{model_id}'" + (f" (alias of '{canonical}')" if canonical != model_id else "")
-        corrupt = [f"{e.path} is not usable: {info}" for e, info in self.inventory()
+        corrupt = [f"{e.path.name} is not usable: {info}" for e, info in self.inventory()
                    if e.id == canonical and isinstance(info, str)]
-        parts = [f"{what} was not found; searched {searched_places(s.models, s.models_dir, self._hf_root)}",
-                 *corrupt, *([why] if why else [])]
+        log.info("%s was not found; searched %s", what, searched_places(s.models, s.models_dir, self._hf_root))
+        places = searched_places(s.models, s.models_dir, self._hf_root, paths=False)
+        parts = [f"{what} was not found; searched {places}", *corrupt, *([why] if why else [])]
         return "; ".join(parts)
 
     # -- loaded models -------------------------------------------------------------------------------------
