@@ -38,6 +38,8 @@ BASE = {"model": SMOL, "max_tokens": 5, "messages": [{"role": "user", "content":
     ({**BASE, "system": 42}, "system"),
     ({**BASE, "messages": [{"role": "user", "content": [{"type": "text"}]}]}, "text"),
     ({**BASE, "messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "image"),
+    # Found by the fuzzer: a block whose `type` is not a string was a 500.
+    ({**BASE, "messages": [{"role": "user", "content": [{"type": {"x": 1}, "text": "hi"}]}]}, "content"),
 ])
 def test_invalid_requests_are_400(server, body, fragment):
     message = _assert_envelope(_post(server, body), 400, "invalid_request_error")

@@ -45,7 +45,7 @@ def test_stream_and_non_stream_agree(server, client):
 def test_multibyte_text_arrives_intact(client):
     with client.messages.stream(
         model=QWEN, max_tokens=40, extra_body={"temperature": 0},
-        messages=[{"role": "user", "content": "Reply with three emojis that describe the ocean, then the word 你好."}],
+        messages=[{"role": "user", "content": "Write the word 你好 and then three ocean emojis."}],
     ) as stream:
         deltas = list(stream.text_stream)
         final = stream.get_final_message()

@@ -76,6 +76,9 @@ def _first_turn(client, display: str = "summarized"):
 
 def _history(first, blocks=None) -> list[dict]:
     content = blocks if blocks is not None else [b.model_dump(exclude_none=True) for b in first.content]
+    for block in content:  # a final assistant turn may not end in whitespace (as in the real API)
+        if block.get("type") == "text":
+            block["text"] = block["text"].rstrip() or "4"
     return [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": content},
             {"role": "user", "content": "And 3 + 3?"}]
 

@@ -34,6 +34,13 @@ class RequestTooLargeError(ParleyError):
     error_type = "request_too_large"
 
 
+class ClientGoneError(ParleyError):
+    """The client closed the connection before the answer was ready; nobody reads this response."""
+
+    status_code = 499
+    error_type = "invalid_request_error"
+
+
 class OverloadedError(ParleyError):
     status_code = 529
     error_type = "overloaded_error"

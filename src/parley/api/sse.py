@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from ..errors import OverloadedError, RequestTimeoutError
+from ..errors import ClientGoneError, OverloadedError, RequestTimeoutError
 
 T = TypeVar("T")
 
@@ -128,6 +128,9 @@ async def until_disconnected(receive: Receive, work: asyncio.Future[T] | Any, gu
             watcher.cancel()
         if not task.done():
             task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task  # the generation is stopped before anything else happens
             if guard:
                 guard.check()
+            raise ClientGoneError("The client closed the connection.")
     return await task

@@ -32,7 +32,7 @@ _BLOCK_TAGS = {"text": "text_block", "tool_use": "tool_use_block", "tool_result"
 
 def _block_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return _BLOCK_TAGS.get(kind, "other_block")
+    return _BLOCK_TAGS.get(kind, "other_block") if isinstance(kind, str) else "other_block"  # fuzzers send anything
 
 
 ResultContentParam = Annotated[
