@@ -10,5 +10,5 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON 
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[models,test]"
+.venv/bin/python -m pip install --quiet -e ".[models,test,mlx]"
 echo "parley installed in .venv"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,8 @@ class Settings(BaseSettings):
     n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
+    engine: Literal["auto", "llamacpp", "mlx"] = Field(
+        "auto", description="Inference engine: auto picks llama.cpp for GGUF files and MLX for model directories.")
     parallel: int = Field(
         4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
     prefill_chunk: int = Field(

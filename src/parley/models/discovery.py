@@ -1,4 +1,5 @@
-"""Finding GGUF models: the embedded defaults, explicit paths, a models directory, the HF cache."""
+"""Finding models: the embedded defaults, explicit paths, a models directory, the HF cache. GGUF files are
+served by llama.cpp; MLX / Hugging Face model directories (config.json + safetensors) by MLX."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class ModelEntry:
     path: Path | None = None  # the file whose header describes the model (an embedded one's first part)
     size: int | None = None  # bytes of the whole GGUF
     target: str | None = None  # for an alias: the id of the model it stands for
+    engine: str = "llamacpp"  # llamacpp (a GGUF file) | mlx (a model directory)
 
     def as_alias(self, name: str) -> ModelEntry:
         return replace(self, id=name, display_name=f"{name} → {self.id}", source="alias", target=self.id)
@@ -36,6 +38,16 @@ def file_entry(model_id: str, path: Path, source: str) -> ModelEntry:
     except OSError:  # a dangling link: listed here, then reported as unreadable by the header check
         created, size = datetime.fromtimestamp(0, tz=UTC), None
     return ModelEntry(model_id, model_id, source, created, lambda _cache, p=path: p, path, size)
+
+
+def is_mlx_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def mlx_entry(model_id: str, path: Path, source: str) -> ModelEntry:
+    size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
+    return ModelEntry(model_id, model_id, source, _mtime(path / "config.json"), lambda _cache, p=path: p, path, size,
+                      engine="mlx")
 
 
 def _packaged_entry(model: PackagedModel) -> ModelEntry:
@@ -62,6 +74,11 @@ def scan_hf_cache(root: Path) -> list[ModelEntry]:
         for name, path in files:
             model_id = repo_id if len(files) == 1 else f"{repo_id}:{name}"
             entries.append(file_entry(model_id, path, "hf-cache"))
+        if not files:  # an MLX repo (mlx-community/…): the newest snapshot that holds a whole model
+            snapshots = sorted((p for p in repo_dir.glob("snapshots/*") if is_mlx_dir(p)),
+                               key=lambda p: (p / "config.json").stat().st_mtime)
+            if snapshots:
+                entries.append(mlx_entry(repo_id, snapshots[-1], "hf-cache"))
     return entries
 
 
@@ -73,10 +90,14 @@ def discover(explicit: list[str], models_dir: Path | None, hf_root: Path) -> lis
         path = Path(item).expanduser()
         if path.is_file():
             found.append(file_entry(path.stem, path.resolve(), "path"))
+        elif is_mlx_dir(path):
+            found.append(mlx_entry(path.resolve().name, path.resolve(), "path"))
         else:  # an id: only known ones are served
             found += [e for e in hf_entries if e.id == item or e.id.startswith(item + ":")]
     if models_dir and models_dir.is_dir():
         found += [file_entry(p.stem, p.resolve(), "models-dir") for p in sorted(models_dir.rglob("*.gguf"))]
+        found += [mlx_entry(c.parent.name, c.parent.resolve(), "models-dir")
+                  for c in sorted(models_dir.rglob("config.json")) if is_mlx_dir(c.parent)]
     found += hf_entries
     unique: dict[str, ModelEntry] = {}
     for entry in found:

@@ -27,10 +27,11 @@ class GGUFInfo:
     context_length: int | None
     file_type: int | None
     chat_template: str | None
+    quant: str | None = None  # a label where there is no llama.cpp file type (MLX models)
 
     @property
     def quantization(self) -> str:
-        return ftype_name(self.file_type)
+        return self.quant or ftype_name(self.file_type)
 
     @property
     def tools(self) -> bool:

@@ -17,12 +17,14 @@ from pathlib import Path
 from ..engines._bridge import EngineRunner, GenerationStats
 from ..engines.base import Engine
 from ..engines.llamacpp import LlamaCppEngine
-from ..errors import NotFoundError
+from ..engines.mlx import MlxEngine, mlx_available
+from ..errors import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from .config import ModelsConfig, load_config
 from .discovery import ModelEntry, discover, file_entry, hf_cache_dir, searched_places
 from .gguf_info import CorruptModelError, GGUFInfo, read_info
 from .hub import download, split_hf_id
+from .mlx_info import read_mlx_info
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,11 @@ class ModelRegistry:
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
         key = (entry.path, st.st_size, st.st_mtime_ns)
+        if entry.engine == "mlx" and (reason := mlx_available()) is not None:
+            return reason
         if key not in self._headers:
             try:
-                self._headers[key] = read_info(entry.path)
+                self._headers[key] = read_mlx_info(entry.path) if entry.engine == "mlx" else read_info(entry.path)
             except CorruptModelError as exc:
                 log.warning("skipping %s: %s", entry.path, exc)
                 self._headers[key] = str(exc)
@@ -155,12 +159,18 @@ class ModelRegistry:
             raise NotFoundError(self._missing(model_id, canonical, exc.message)) from None
         return _match(self._models(), canonical) or file_entry(canonical, path, "hf-cache")
 
-    def _load(self, entry: ModelEntry, canonical: str, asked: str) -> LlamaCppEngine:
+    def _load(self, entry: ModelEntry, canonical: str, asked: str) -> Engine:
         s = self._settings
         # [models."ID"] beats the global settings; the id as listed wins over the id as asked for.
         own = {**self.config.overrides(asked), **self.config.overrides(canonical)}
         path = entry.locate(s.cache_dir)
-        log.info("loading %s from %s %s", canonical, path, own or "")
+        log.info("loading %s from %s with %s %s", canonical, path, entry.engine, own or "")
+        if s.engine not in ("auto", entry.engine):
+            raise InvalidRequestError(f"model '{canonical}' needs the {entry.engine} engine; --engine is {s.engine}")
+        if entry.engine == "mlx":
+            mlx = MlxEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), min_p=float(own.get("min_p", s.min_p)))
+            mlx.chat_template.time_limit = s.render_timeout
+            return mlx
         engine = LlamaCppEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), n_threads=own.get("n_threads", s.n_threads),
                                 n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)),
                                 n_slots=int(own.get("parallel", s.parallel)),

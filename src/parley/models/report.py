@@ -7,7 +7,7 @@ from .gguf_info import GGUFInfo
 from .packaged import PACKAGED_MODELS
 from .registry import ModelRegistry
 
-HEADER = ("ID", "FILE", "SIZE", "ARCH", "CONTEXT", "QUANT", "TOOLS", "REASONING", "STATUS")
+HEADER = ("ID", "ENGINE", "FILE", "SIZE", "ARCH", "CONTEXT", "QUANT", "TOOLS", "REASONING", "STATUS")
 
 
 def _size(n: int | None) -> str:
@@ -41,14 +41,14 @@ def models_table(registry: ModelRegistry, default_model: str) -> str:
     for entry, info in registry.inventory():
         facts = _facts(info)
         if isinstance(info, str):
-            status = f"corrupt: {info}"
+            status = f"unavailable: {info}" if entry.engine == "mlx" else f"corrupt: {info}"
         else:
             status = "default" if entry.id == default_model else "ok"
             known[entry.id] = facts
-        rows.append((entry.id, _file(entry), _size(entry.size), *facts, status))
+        rows.append((entry.id, entry.engine, _file(entry), _size(entry.size), *facts, status))
     for name, target in registry.config.aliases.items():
         kind = "alias" if name in registry.config.listable_aliases() else "alias pattern"
         status = kind if target in known else f"{kind} (target not on disk)"
-        rows.append((name, f"→ {target}", "", *known.get(target, ("-",) * 5), status))
+        rows.append((name, "", f"→ {target}", "", *known.get(target, ("-",) * 5), status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

@@ -1,0 +1,240 @@
+"""MLX engine over mlx-lm: MLX / Hugging Face model directories (config.json, safetensors, tokenizer).
+
+The fast path on Apple silicon (Metal); on Linux it runs on `mlx[cpu]`. Generations run one at a time on
+one long-lived MLX thread, shared by all MLX models: MLX keeps per-thread stream state whose teardown, when
+a thread that used it exits, aborts the process, so that thread never exits. The KV cache of a model's last
+generation is kept as its prompt-prefix cache and trimmed to the part a new prompt shares. mlx-lm is
+imported only when an MLX model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..chat.params import GrammarConstraint, SamplingParams
+from ..chat.template import ChatTemplate
+from ..errors import InvalidRequestError
+from .base import Done, Generation, Sampled, Sink, Started, TokenLogprob
+
+
+def mlx_available() -> str | None:
+    """None when the MLX engine can run here, else why not."""
+    try:
+        import mlx.core  # noqa: F401
+        import mlx_lm  # noqa: F401
+    except ImportError as exc:
+        return f"the MLX engine is not installed ({exc.name}): pip install 'parley[mlx]'"
+    return None
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, reversed: the printable stand-in of each byte → the byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, n = list(printable), 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+_work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+_worker_lock = threading.Lock()
+_worker: threading.Thread | None = None
+
+
+def _run_forever() -> None:
+    while True:
+        _work.get()()
+
+
+def _on_mlx_thread(task: Any) -> None:
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = threading.Thread(target=_run_forever, name="parley-mlx", daemon=True)
+            _worker.start()
+    _work.put(task)
+
+
+@dataclass
+class _Job:
+    prompt: list[int]
+    params: SamplingParams
+    sink: Sink
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class MlxEngine:
+    n_slots = 1
+
+    def __init__(self, path: Path, n_ctx: int, min_p: float = 0.05) -> None:
+        if (reason := mlx_available()) is not None:
+            raise InvalidRequestError(reason)
+        from mlx_lm import load
+        from mlx_lm.models.cache import make_prompt_cache
+
+        try:
+            self._model, self._tokenizer = load(str(path))
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidRequestError(f"MLX model '{path.name}' could not be loaded: {exc}") from exc
+        hf = self._tokenizer._tokenizer
+        config = json.loads((path / "config.json").read_text())
+        trained = config.get("max_position_embeddings")
+        self.n_ctx = min(n_ctx, trained) if isinstance(trained, int) and trained > 0 else n_ctx
+        source = hf.chat_template if isinstance(hf.chat_template, str) else None
+        if source is None and (path / "chat_template.jinja").is_file():
+            source = (path / "chat_template.jinja").read_text()
+        self.chat_template = ChatTemplate(source, bos_token=hf.bos_token or "", eos_token=hf.eos_token or "")
+        self._hf = hf
+        self._eos = frozenset(self._tokenizer.eos_token_ids)
+        self._special = frozenset(hf.all_special_ids) | frozenset(
+            i for i, t in hf.added_tokens_decoder.items() if t.special)
+        self._bytes = _byte_decoder()
+        self._min_p = min_p
+        self._cache = make_prompt_cache(self._model)
+        self._cache_tokens: list[int] = []
+        self._busy = False
+        self._closed = threading.Event()
+
+    # ---- what the chat core asks of an engine
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._hf.encode(text, add_special_tokens=False))  # the template writes BOS itself
+
+    def token_bytes(self, token: int) -> bytes:
+        piece = self._hf.convert_ids_to_tokens(token)
+        if piece is None:
+            return b""
+        if token in self._special:
+            return piece.encode()
+        if all(c in self._bytes for c in piece):  # byte-level BPE
+            return bytes(self._bytes[c] for c in piece)
+        if piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:  # SentencePiece byte fallback
+            return bytes([int(piece[3:5], 16)])
+        return piece.replace("\u2581", " ").encode()
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token in self._eos
+
+    def check_grammar(self, grammar: GrammarConstraint) -> None:
+        if not grammar.lazy:
+            raise InvalidRequestError("constrained decoding (tool_choice any/tool, json_schema output) is not "
+                                      "available on the MLX engine yet; use a GGUF model for it")
+
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
+        job = _Job(prompt, params, sink)
+        _on_mlx_thread(lambda: self._run(job))
+        return job
+
+    def stats(self) -> dict[str, int]:
+        return {"slots": 1, "busy_slots": int(self._busy), "cached_tokens": len(self._cache_tokens),
+                "cache_capacity": self.n_ctx}
+
+    def close(self) -> None:
+        """Once the jobs queued before it are done (each cancelled), drop the model's arrays."""
+        def release() -> None:
+            self._model = self._cache = None
+            self._closed.set()
+
+        _on_mlx_thread(release)
+        self._closed.wait(30)
+
+    # ---- on the MLX thread
+    def _run(self, job: _Job) -> None:
+        if self._model is None:
+            job.sink(Done())
+            return
+        self._busy = True
+        try:
+            self._generate(job)
+            job.sink(Done())
+        except Exception as exc:  # handed to the request, which reports it
+            from mlx_lm.models.cache import make_prompt_cache
+
+            self._cache_tokens.clear()
+            self._cache = make_prompt_cache(self._model)
+            job.sink(exc)
+        finally:
+            self._busy = False
+
+    def _reuse(self, prompt: list[int]) -> int:
+        """Trim the kept cache to what it shares with `prompt` (all but the prompt's last token at most)."""
+        from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+        shared = 0
+        for a, b in zip(self._cache_tokens, prompt[:-1], strict=False):
+            if a != b:
+                break
+            shared += 1
+        extra = len(self._cache_tokens) - shared
+        if extra and can_trim_prompt_cache(self._cache):
+            trim_prompt_cache(self._cache, extra)
+        elif extra:
+            self._cache, shared = make_prompt_cache(self._model), 0
+        self._cache_tokens = self._cache_tokens[:shared]
+        return shared
+
+    def _generate(self, job: _Job) -> None:
+        import mlx.core as mx
+        from mlx_lm.generate import generate_step
+        from mlx_lm.sample_utils import make_sampler
+
+        params = job.params
+        if job.cancelled:
+            return
+        cached = self._reuse(job.prompt)
+        job.sink(Started(cached_tokens=cached))
+        if params.seed is not None:
+            mx.random.seed(params.seed)
+        sampler = make_sampler(temp=max(params.temperature, 0.0), top_p=params.top_p or 0.0,
+                               min_p=self._min_p if params.temperature > 0 else 0.0, top_k=params.top_k or 0)
+        limit = min(params.max_tokens, self.n_ctx - len(job.prompt))
+        generated: list[int] = []
+        steps = generate_step(mx.array(job.prompt[cached:]), self._model, max_tokens=limit, sampler=sampler,
+                              prompt_cache=self._cache)
+        try:
+            for token, logprobs in steps:
+                token = int(token)
+                generated.append(token)
+                job.sink(self._sampled(token, logprobs, params))
+                if job.cancelled or token in self._eos:
+                    break
+        finally:
+            steps.close()
+            mx.synchronize()  # mlx-lm evaluates a step ahead: let that finish before the cache is trimmed
+            self._note_cache(job.prompt + generated)
+
+    def _sampled(self, token: int, logprobs: Any, params: SamplingParams) -> Sampled:
+        if params.logprobs is None:
+            return Sampled(token)
+        import mlx.core as mx
+        import numpy as np
+        from mlx_lm.generate import generation_stream
+
+        with mx.stream(generation_stream):  # the stream mlx-lm computed it on; another one aborts at exit
+            values = np.array(logprobs.astype(mx.float32))
+        top: tuple[TokenLogprob, ...] = ()
+        if params.logprobs > 0:
+            best = np.argpartition(values, -params.logprobs)[-params.logprobs:]
+            best = best[np.argsort(values[best])[::-1]]
+            top = tuple(TokenLogprob(int(t), float(values[t])) for t in best)
+        return Sampled(token, float(values[token]), top)
+
+    def _note_cache(self, known: list[int]) -> None:
+        """mlx-lm computes one step ahead: the cache may hold a token that was never handed out; drop it."""
+        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+        held = self._cache[0].offset if self._cache else 0
+        if held > len(known) and can_trim_prompt_cache(self._cache):
+            trim_prompt_cache(self._cache, held - len(known))
+            held = len(known)
+        self._cache_tokens = known[:held]

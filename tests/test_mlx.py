@@ -1,0 +1,147 @@
+"""The MLX engine through the same core: the protocol behaviour of both APIs on an MLX model directory (a
+tiny random-weight Qwen2 with the real tokenizer, see mlx_model.py), next to the same checks on a GGUF model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from conftest import SMOL
+from sse_util import read_events
+
+MLX = "tiny-qwen2-mlx"
+HI = [{"role": "user", "content": "Say something."}]
+
+
+@pytest.fixture(scope="module")
+def mlx_dir():
+    from mlx_model import build_tiny_mlx_model
+    from parley.models.packaged import QWEN_CODER_05B
+    from parley.settings import Settings
+
+    cache = Settings().cache_dir
+    return build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / MLX)
+
+
+@pytest.fixture(scope="module")
+def mlx_server(start_server, mlx_dir):
+    return start_server("--models-dir", str(mlx_dir.parent), ping_interval="0.5")
+
+
+@pytest.fixture(params=["llamacpp", "mlx"])
+def target(request, server, mlx_server):
+    """(server, model) for each engine."""
+    return (server, SMOL) if request.param == "llamacpp" else (mlx_server, MLX)
+
+
+def test_mlx_model_is_discovered_and_listed(mlx_server, mlx_dir):
+    ids = [m.id for m in mlx_server.client().models.list().data]
+    assert MLX in ids
+    out = subprocess.run([sys.executable, "-m", "parley.cli", "models", "--models-dir", str(mlx_dir.parent)],
+                         capture_output=True, text=True, check=True, env=os.environ).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith(MLX))
+    assert row[1] == "mlx" and row[-1] == "ok" and "qwen2" in row and "yes" in row  # the template has tools
+
+
+def test_message_shape(target):
+    server, model = target
+    message = server.client().messages.create(model=model, max_tokens=8, messages=HI, extra_body={"temperature": 0})
+    assert message.type == "message" and message.role == "assistant" and message.model == model
+    assert [b.type for b in message.content] == ["text"]
+    assert message.stop_reason in ("end_turn", "max_tokens") and 1 <= message.usage.output_tokens <= 8
+    assert message.usage.input_tokens + message.usage.cache_read_input_tokens > 5
+
+
+def test_stream_event_order(target):
+    server, model = target
+    events = read_events(server.url + "/v1/messages", {"model": model, "max_tokens": 6, "stream": True,
+                                                        "temperature": 0, "messages": HI})
+    names = [n for n, _ in events if n != "ping"]
+    assert names[0] == "message_start" and names[1] == "content_block_start"
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(names[2:-3]) <= {"content_block_delta"}
+    assert all(d["index"] == 0 for n, d in events if n.startswith("content_block"))
+    usage = events[-2][1]["usage"]
+    assert 1 <= usage["output_tokens"] <= 6
+
+
+def test_prefix_cache_is_used_and_reported(target):
+    server, model = target
+    client = server.client()
+    body = dict(model=model, max_tokens=5, system="A fixed system prompt for the cache test. " * 5,
+                messages=[{"role": "user", "content": "Again, the same question."}], extra_body={"temperature": 0})
+    first = client.messages.create(**body)
+    again = client.messages.create(**body)
+    total = first.usage.input_tokens + first.usage.cache_read_input_tokens
+    assert again.usage.cache_read_input_tokens == total - 1 and again.usage.input_tokens == 1
+    assert again.content[0].text == first.content[0].text
+
+
+def test_openai_completion_with_logprobs(target):
+    server, model = target
+    oai = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    r = oai.chat.completions.create(model=model, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2,
+                                    messages=HI)
+    content = r.choices[0].logprobs.content
+    assert content and "".join(t.token for t in content) == r.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob for t in content)
+
+
+def test_disconnect_stops_the_generation(target):
+    server, model = target
+    server.client().messages.create(model=model, max_tokens=1, messages=HI)
+    body = {"model": model, "max_tokens": 3000, "stream": True, "temperature": 1.0, "messages": HI}
+    with httpx.stream("POST", server.url + "/v1/messages", json=body, timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: content_block_delta"):
+                break
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = server.health()["models"][model]
+        if state["active_generations"] == 0 and state["admitted"] == 0:
+            break
+        time.sleep(0.05)
+    before = server.health()["models"][model]["tokens_generated"]
+    time.sleep(0.5)
+    assert state["active_generations"] == 0 and server.health()["models"][model]["tokens_generated"] == before
+
+
+def test_mlx_refuses_forced_grammar_clearly(mlx_server):
+    tool = {"name": "get_time", "description": "Current time", "input_schema": {"type": "object", "properties": {}}}
+    response = httpx.post(mlx_server.url + "/v1/messages", json={
+        "model": MLX, "max_tokens": 20, "messages": HI, "tools": [tool], "tool_choice": {"type": "any"}})
+    assert response.status_code == 400 and "MLX engine" in response.json()["error"]["message"]
+    auto = httpx.post(mlx_server.url + "/v1/messages", timeout=60, json={
+        "model": MLX, "max_tokens": 5, "messages": HI, "tools": [tool]})
+    assert auto.status_code == 200  # tools offered; calls parsed from the output as with any engine
+    assert json.loads(auto.text)["type"] == "message"
+
+
+def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_path):
+    # A package dir shadowing mlx_lm with one that fails to import stands in for an install without the extra.
+    (tmp_path / "mlx_lm").mkdir()
+    (tmp_path / "mlx_lm" / "__init__.py").write_text("raise ImportError('no mlx_lm here', name='mlx_lm')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run([sys.executable, "-m", "parley.cli", "models", "--models-dir", str(mlx_dir.parent)],
+                         capture_output=True, text=True, check=True, env=env).stdout
+    row = next(line for line in out.splitlines() if line.startswith(MLX))
+    assert "unavailable: the MLX engine is not installed" in row and "parley[mlx]" in row
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = env["PYTHONPATH"]
+    try:
+        server = start_server("--models-dir", str(mlx_dir.parent))
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+    response = httpx.post(server.url + "/v1/messages", json={"model": MLX, "max_tokens": 2, "messages": HI})
+    assert response.status_code == 404 and "parley[mlx]" in response.json()["error"]["message"]
+    assert MLX not in [m.id for m in server.client().models.list().data]
