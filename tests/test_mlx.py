@@ -145,3 +145,27 @@ def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_
     response = httpx.post(server.url + "/v1/messages", json={"model": MLX, "max_tokens": 2, "messages": HI})
     assert response.status_code == 404 and "parley[mlx]" in response.json()["error"]["message"]
     assert MLX not in [m.id for m in server.client().models.list().data]
+
+
+@pytest.fixture(scope="module")
+def real_mlx_server(start_server):
+    """Qwen2.5-Coder-0.5B, converted once from the packaged GGUF with mlx-lm's converter (see mlx_model.py)."""
+    from mlx_model import convert_packaged_qwen
+    from parley.models.packaged import QWEN_CODER_05B
+    from parley.settings import Settings
+
+    cache = Settings().cache_dir
+    model_dir = convert_packaged_qwen(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx-real")
+    return start_server("--models-dir", str(model_dir.parent))
+
+
+def test_a_real_converted_model_answers_on_both_apis(real_mlx_server):
+    model = "qwen2.5-coder-0.5b-instruct-mlx"
+    question = [{"role": "user", "content": "What is the capital of France? Answer with one word."}]
+    message = real_mlx_server.client().messages.create(model=model, max_tokens=5, messages=question,
+                                                       extra_body={"temperature": 0})
+    assert "Paris" in message.content[0].text
+    oai = openai.OpenAI(base_url=real_mlx_server.url + "/v1", api_key="x", max_retries=0)
+    again = oai.chat.completions.create(model=model, max_tokens=5, temperature=0, messages=question)
+    assert "Paris" in again.choices[0].message.content
+    assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1  # the prefix cache

@@ -141,9 +141,10 @@ def test_cli_models_table(setup_dir):
     ).stdout
     lines = out.splitlines()
     header = lines[0].split()
-    assert header == ["ID", "FILE", "SIZE", "ARCH", "CONTEXT", "QUANT", "TOOLS", "REASONING", "STATUS"]
+    assert header == ["ID", "ENGINE", "FILE", "SIZE", "ARCH", "CONTEXT", "QUANT", "TOOLS", "REASONING", "STATUS"]
     rows = {line.split()[0]: line for line in lines[1:]}
     qwen = rows[QWEN].split()
+    assert qwen[1] == "llamacpp"
     assert [qwen[i] for i in (-6, -5, -4, -3, -2, -1)] == ["qwen2", "32768", "Q4_K_M", "yes", "no", "default"]
     smol = rows[SMOL].split()
     assert [smol[i] for i in (-6, -5, -4, -3, -2, -1)] == ["llama", "8192", "Q4_1", "no", "no", "ok"]
