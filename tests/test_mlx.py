@@ -113,15 +113,39 @@ def test_disconnect_stops_the_generation(target):
     assert state["active_generations"] == 0 and server.health()["models"][model]["tokens_generated"] == before
 
 
-def test_mlx_refuses_forced_grammar_clearly(mlx_server):
-    tool = {"name": "get_time", "description": "Current time", "input_schema": {"type": "object", "properties": {}}}
-    response = httpx.post(mlx_server.url + "/v1/messages", json={
-        "model": MLX, "max_tokens": 20, "messages": HI, "tools": [tool], "tool_choice": {"type": "any"}})
-    assert response.status_code == 400 and "MLX engine" in response.json()["error"]["message"]
-    auto = httpx.post(mlx_server.url + "/v1/messages", timeout=60, json={
-        "model": MLX, "max_tokens": 5, "messages": HI, "tools": [tool]})
-    assert auto.status_code == 200  # tools offered; calls parsed from the output as with any engine
-    assert json.loads(auto.text)["type"] == "message"
+UNIT_TOOL = {"name": "set_unit", "description": "Set the unit",
+             "input_schema": {"type": "object", "properties": {"unit": {"type": "string", "enum": ["c", "f"]},
+                                                               "count": {"type": "integer"}},
+                              "required": ["unit", "count"], "additionalProperties": False}}
+
+
+def test_grammar_forces_a_valid_call_even_from_noise(mlx_server):
+    """Random weights, forced tool choice: every token comes through the grammar, so the call is well-formed
+    and its input valid against the schema (the same guarantee as on llama.cpp)."""
+    import jsonschema
+
+    client = mlx_server.client()
+    for seed in (1, 2):
+        message = client.messages.create(model=MLX, max_tokens=300, messages=HI, tools=[UNIT_TOOL],
+                                         tool_choice={"type": "tool", "name": "set_unit",
+                                                      "disable_parallel_tool_use": True},
+                                         extra_body={"temperature": 1.0, "seed": seed})
+        calls = [b for b in message.content if b.type == "tool_use"]
+        assert len(calls) == 1 and calls[0].name == "set_unit" and message.stop_reason == "tool_use", message
+        jsonschema.validate(calls[0].input, UNIT_TOOL["input_schema"])
+    auto = client.messages.create(model=MLX, max_tokens=5, messages=HI, tools=[UNIT_TOOL])
+    assert auto.type == "message"  # auto: offered, parsed leniently (no lazy grammar on MLX)
+
+
+def test_json_schema_output_on_mlx(mlx_server):
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"}},
+              "required": ["ok", "n"], "additionalProperties": False}
+    oai = openai.OpenAI(base_url=mlx_server.url + "/v1", api_key="x", max_retries=0)
+    r = oai.chat.completions.create(model=MLX, max_tokens=200, seed=3, messages=HI, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})
+    jsonschema.validate(json.loads(r.choices[0].message.content), schema)
 
 
 def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_path):
@@ -169,3 +193,35 @@ def test_a_real_converted_model_answers_on_both_apis(real_mlx_server):
     again = oai.chat.completions.create(model=model, max_tokens=5, temperature=0, messages=question)
     assert "Paris" in again.choices[0].message.content
     assert again.usage.prompt_tokens_details.cached_tokens == again.usage.prompt_tokens - 1  # the prefix cache
+
+
+def test_lazy_grammar_engages_at_the_trigger(mlx_dir):
+    """`tool_choice: auto` on MLX: free text passes unmasked; once the output ends in `<tool_call>` the
+    grammar masks the logits (fed the text since the trigger), and only a valid call can follow."""
+    import mlx.core as mx
+    import numpy as np
+
+    from parley.chat.messages import ToolSpec
+    from parley.engines.mlx import MlxEngine
+    from parley.engines.mlx_grammar import GrammarProcessor
+    from parley.grammar.tool_grammar import lazy_grammar
+    from parley.parsers.tool_calls import HERMES
+
+    engine = MlxEngine(mlx_dir, n_ctx=512)
+    try:
+        grammar = lazy_grammar([ToolSpec("set_unit", "", UNIT_TOOL["input_schema"])], (HERMES,), parallel=False)
+        processor = GrammarProcessor(engine._grammar_tokenizer(), grammar, engine.token_bytes, engine.tokenize)
+        vocab = engine._model.model.embed_tokens.weight.shape[0]
+        logits = mx.zeros((1, vocab))
+        history: list[int] = []
+        masked = []
+        for token in engine.tokenize("Let me set it.\n<tool_call>\n"):
+            history.append(token)
+            out = processor(mx.array(history), logits)
+            masked.append(int(np.isinf(np.array(out)).sum()))
+        assert masked[0] == 0 and masked[-1] > vocab - 1000  # free text first; then almost everything is masked
+        allowed = np.flatnonzero(~np.isinf(np.array(out[0])))
+        assert all(engine.token_bytes(int(t)).lstrip().startswith(b"{") or not engine.token_bytes(int(t)).strip()
+                   for t in allowed)  # after the opener: whitespace or the call object's "{"
+    finally:
+        engine.close()

@@ -20,11 +20,13 @@ from ..chat.params import GrammarConstraint, SamplingParams
 from ..chat.template import ChatTemplate
 from ..errors import InvalidRequestError
 from .base import Done, Generation, Sampled, Sink, Started, TokenLogprob
+from .mlx_grammar import GrammarProcessor, compile_grammar, make_tokenizer
 
 
 def mlx_available() -> str | None:
     """None when the MLX engine can run here, else why not."""
     try:
+        import llguidance  # noqa: F401
         import mlx.core  # noqa: F401
         import mlx_lm  # noqa: F401
     except ImportError as exc:
@@ -105,6 +107,7 @@ class MlxEngine:
         self._cache_tokens: list[int] = []
         self._busy = False
         self._closed = threading.Event()
+        self._lltok: Any = None
 
     # ---- what the chat core asks of an engine
     def tokenize(self, text: str) -> list[int]:
@@ -126,9 +129,14 @@ class MlxEngine:
         return token in self._eos
 
     def check_grammar(self, grammar: GrammarConstraint) -> None:
-        if not grammar.lazy:
-            raise InvalidRequestError("constrained decoding (tool_choice any/tool, json_schema output) is not "
-                                      "available on the MLX engine yet; use a GGUF model for it")
+        compile_grammar(grammar.gbnf)
+
+    def _grammar_tokenizer(self) -> Any:
+        if self._lltok is None:
+            vocab = self._model.model.embed_tokens.weight.shape[0] if hasattr(self._model, "model") else None
+            self._lltok = make_tokenizer(self._hf.backend_tokenizer.to_str(), vocab or len(self._hf),
+                                         sorted(self._eos))
+        return self._lltok
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
         job = _Job(prompt, params, sink)
@@ -198,9 +206,13 @@ class MlxEngine:
         sampler = make_sampler(temp=max(params.temperature, 0.0), top_p=params.top_p or 0.0,
                                min_p=self._min_p if params.temperature > 0 else 0.0, top_k=params.top_k or 0)
         limit = min(params.max_tokens, self.n_ctx - len(job.prompt))
+        processors = []
+        if params.grammar is not None:
+            processors.append(GrammarProcessor(self._grammar_tokenizer(), params.grammar, self.token_bytes,
+                                               self.tokenize))
         generated: list[int] = []
         steps = generate_step(mx.array(job.prompt[cached:]), self._model, max_tokens=limit, sampler=sampler,
-                              prompt_cache=self._cache)
+                              prompt_cache=self._cache, logits_processors=processors)
         try:
             for token, logprobs in steps:
                 token = int(token)
