@@ -81,6 +81,7 @@ def test_prefix_cache_is_used_and_reported(target):
     again = client.messages.create(**body)
     total = first.usage.input_tokens + first.usage.cache_read_input_tokens
     assert again.usage.cache_read_input_tokens == total - 1 and again.usage.input_tokens == 1
+    # Both engines decode the last prompt token alone, cached or not, so greedy answers match.
     assert again.content[0].text == first.content[0].text
 
 

@@ -183,7 +183,11 @@ class BatchScheduler:
         for request in self._active:
             if request.pending is not None:
                 continue
-            request.chunk = request.prompt[request.prefilled : request.prefilled + min(room, cap)]
+            # The last prompt token goes alone, as it does when the rest came from the cache: its logits
+            # start the answer, and a cached and a cold run then compute them the same way.
+            last = len(request.prompt) - 1
+            end = last if request.prefilled < last else len(request.prompt)
+            request.chunk = request.prompt[request.prefilled : min(end, request.prefilled + min(room, cap))]
             request.row = -1
             if request.chunk:
                 completes = request.prefilled + len(request.chunk) == len(request.prompt)
