@@ -226,3 +226,15 @@ def test_lazy_grammar_engages_at_the_trigger(mlx_dir):
                    for t in allowed)  # after the opener: whitespace or the call object's "{"
     finally:
         engine.close()
+
+
+def test_mlx_repos_in_the_hf_cache_are_listed(mlx_dir, tmp_path):
+    """As the upstream server lists `mlx-community/*` models: a snapshot holding a whole MLX model."""
+    snapshot = tmp_path / "hub" / "models--mlx-community--tiny-qwen2-4bit" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    for item in mlx_dir.iterdir():
+        (snapshot / item.name).symlink_to(item)
+    out = subprocess.run([sys.executable, "-m", "parley.cli", "models"], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PARLEY_HF_CACHE_DIR": str(tmp_path / "hub")}).stdout
+    row = next(line.split() for line in out.splitlines() if line.startswith("mlx-community/tiny-qwen2-4bit"))
+    assert row[1] == "mlx" and row[-1] == "ok"
