@@ -10,11 +10,10 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-
-import tomllib
 
 # Settings a model table may override, with their types.
 MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float, "parallel": int,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .json_scan import JsonCallScanner, JsonLexer, NotACall
+from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
 
 MARKER = "[TOOL_CALLS]"
@@ -21,7 +22,7 @@ CALL_ID = "[CALL_ID]"
 MAX_NAME = 256  # a "name" longer than this is prose, not a tool name
 
 
-class MistralToolParser:
+class MistralToolParser(MarkupCallParser):
     """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
 
     def __init__(self, tool_names: set[str]) -> None:
@@ -43,16 +44,6 @@ class MistralToolParser:
             text = getattr(self, f"_feed_{self._state}")(text, events)
         return events
 
-    def finish(self) -> list[Event]:
-        events: list[Event] = []
-        if self._started:
-            events.append(ToolCallEnd(None))  # cut off: the input is incomplete
-        elif self._state == "text" and self._held.strip():
-            self._emit_text(self._held, events)
-        # A marker with no call yet is dropped: it was markup, and the call it began never came.
-        self._state, self._held, self._buf, self._started = "text", "", "", False
-        return events
-
     # -- text -------------------------------------------------------------------------------------
     def _feed_text(self, text: str, events: list[Event]) -> str:
         buf, self._held = self._held + text, ""
@@ -67,13 +58,6 @@ class MistralToolParser:
         self._emit_text(body, events)
         self._held = buf[len(body) :]
         return ""
-
-    def _emit_text(self, text: str, events: list[Event]) -> None:
-        if not self._seen_text:
-            text = text.lstrip()  # a text block (the turn's, or one after a call) starts at its first non-space
-        if text:
-            self._seen_text = True
-            events.append(TextDelta(text))
 
     def _not_a_call(self, rest: str, events: list[Event]) -> str:
         """What followed the marker is not a call: show it as written, and read on as text."""

@@ -15,8 +15,9 @@ import json
 import math
 from typing import Any
 
-from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .json_scan import JsonCallScanner, NotACall
+from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
 
 CALL, CALL_END = "<tool_call>", "</tool_call>"
@@ -29,7 +30,7 @@ MAX_NAME = 256  # a "name" longer than this is prose
 TYPED = ("integer", "number", "boolean", "object", "array", "null")  # everything else is a string
 
 
-class Qwen3CoderToolParser:
+class Qwen3CoderToolParser(MarkupCallParser):
     """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
 
     def __init__(self, tool_schemas: dict[str, dict[str, Any]]) -> None:
@@ -54,16 +55,6 @@ class Qwen3CoderToolParser:
             text = feed(text, events)
         return events
 
-    def finish(self) -> list[Event]:
-        events: list[Event] = []
-        if self._started:
-            events.append(ToolCallEnd(None))  # cut off: the input is incomplete
-        elif self._state == "text" and self._held.strip():
-            self._emit_text(self._held, events)
-        # An opener with no call yet is dropped: it was markup, and the call it began never came.
-        self._state, self._held, self._buf, self._started = "text", "", "", False
-        return events
-
     # -- text -------------------------------------------------------------------------------------
     def _feed_text(self, text: str, events: list[Event]) -> str:
         buf, self._held = self._held + text, ""
@@ -80,13 +71,6 @@ class Qwen3CoderToolParser:
         self._emit_text(body, events)
         self._held = buf[len(body) :]
         return ""
-
-    def _emit_text(self, text: str, events: list[Event]) -> None:
-        if not self._seen_text:
-            text = text.lstrip()  # a text block (the turn's, or one after a call) starts at its first non-space
-        if text:
-            self._seen_text = True
-            events.append(TextDelta(text))
 
     def _not_a_call(self, rest: str, events: list[Event]) -> str:
         """Show what was consumed as written, and read on as text."""
