@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from .json_scan import JsonCallScanner, JsonLexer, NotACall
+from .json_scan import JsonCallScanner, JsonLexer
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
 
@@ -27,6 +27,7 @@ class MistralToolParser(MarkupCallParser):
 
     def __init__(self, tool_names: set[str]) -> None:
         self._tools = tool_names
+        self._then = "text"  # the state after the JSON call being read
         self._held = ""  # text that may start a marker, or trailing whitespace that may precede one
         self._seen_text = False  # any text emitted in the current text block
         self._state = "text"  # text | open | array | element | object | name | call_id | args
@@ -108,27 +109,16 @@ class MistralToolParser(MarkupCallParser):
         return self._feed_json(text, events, then="text")
 
     def _feed_json(self, text: str, events: list[Event], then: str) -> str:
-        scanner = self._scanner
-        assert scanner is not None
-        try:
-            args = scanner.feed(text)
-        except NotACall:
-            self._raw += text[: len(text) - len(scanner.rest)]
-            return self._not_a_call(scanner.rest, events)
-        self._raw += text[: len(text) - len(scanner.rest)]
-        if scanner.name is not None and not self._started:
-            self._started = True
-            events.append(ToolCallStart(new_tool_id(), scanner.name))
-        if args:
-            events.append(ToolArgsDelta(args))
-        if not scanner.done:
-            return ""
-        arguments = scanner.arguments()
-        if arguments == {} and not scanner.args_raw:
-            events.append(ToolArgsDelta("{}"))  # no arguments member: the fragments must still parse
+        self._then = then
+        return self._feed_scanner(text, events)
+
+    def _start_call(self, name: str, events: list[Event]) -> None:
+        self._started = True
+        events.append(ToolCallStart(new_tool_id(), name))
+
+    def _json_done(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
         self._end_call(arguments, events)
-        self._state, self._scanner = then, None
-        return scanner.rest
+        self._state, self._scanner = self._then, None
 
     # -- name[CALL_ID]id[ARGS]{json} --------------------------------------------------------------
     def _feed_name(self, text: str, events: list[Event]) -> str:

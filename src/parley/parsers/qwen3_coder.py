@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from .json_scan import JsonCallScanner, NotACall
+from .json_scan import JsonCallScanner
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
 
@@ -100,27 +100,12 @@ class Qwen3CoderToolParser(MarkupCallParser):
         return self._not_a_call(text, events)
 
     def _feed_json(self, text: str, events: list[Event]) -> str:
-        scanner = self._scanner
-        assert scanner is not None
-        try:
-            args = scanner.feed(text)
-        except NotACall:
-            self._raw += text[: len(text) - len(scanner.rest)]
-            return self._not_a_call(scanner.rest, events)
-        self._raw += text[: len(text) - len(scanner.rest)]
-        if scanner.name is not None and not self._started:
-            self._start(scanner.name, events)
-        if args:
-            events.append(ToolArgsDelta(args))
-        if not scanner.done:
-            return ""
-        arguments = scanner.arguments()
-        if arguments == {} and not scanner.args_raw:
-            events.append(ToolArgsDelta("{}"))  # no arguments member: the fragments must still parse
-        self._end(arguments, events)
-        return scanner.rest
+        return self._feed_scanner(text, events)
 
-    def _start(self, name: str, events: list[Event]) -> None:
+    def _json_done(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
+        self._end(arguments, events)
+
+    def _start_call(self, name: str, events: list[Event]) -> None:
         self._started, self._name, self._input, self._key_sent = True, name, {}, False
         events.append(ToolCallStart(new_tool_id(), name))
 
@@ -157,7 +142,7 @@ class Qwen3CoderToolParser(MarkupCallParser):
             if word not in self._tools:
                 self._raw += text[: end + 1]
                 return self._not_a_call(text[end + 1 :], events)
-            self._start(word, events)
+            self._start_call(word, events)
             self._state = "body"
             return text[end + 1 :]
         opening = ", " if self._key_sent else "{"
