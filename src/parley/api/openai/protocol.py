@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ...chat.tools import MAX_TOOLS
+from ..unicode import reject_invalid_unicode
 
 
 class _Wire(BaseModel):
@@ -69,6 +70,11 @@ class StreamOptions(_Wire):
 
 
 class ChatCompletionRequest(_Wire):
+    @model_validator(mode="before")
+    @classmethod
+    def valid_unicode(cls, data: Any) -> Any:
+        return reject_invalid_unicode(data)
+
     model: str
     messages: list[ChatMessageParam] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)

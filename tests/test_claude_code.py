@@ -1,0 +1,57 @@
+"""Claude Code itself (pinned, from npm) runs a one-file Read task against a real parley on the packaged Qwen.
+
+What parley controls is asserted: every request Claude Code made got a 2xx, every stream was whole and
+well-ordered, Claude Code exited 0, the server is alive afterwards. Whether the 0.5B model actually called
+Read, and what it answered, is logged (bench/agent.py reports the rate over many runs).
+
+Claude Code's first request is ~12k prompt tokens (system prompt, 12 tools, a mid-conversation system
+message): minutes of prefill on 2 cores, during which SSE pings keep the stream alive."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import QWEN
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from claude_code import claude_binary, run_task  # noqa: E402
+from npm import NpmUnavailable  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def claude() -> Path:
+    try:
+        return claude_binary()
+    except NpmUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.timeout(2400)
+def test_claude_code_reads_a_file(claude, server, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "hello.py").write_text('SECRET = "tangerine-47"\nprint(f"the secret is {SECRET}")\n')
+    run = run_task(claude, server.url, QWEN, "What does hello.py print? Read the file first.", project,
+                   tmp_path / "home", timeout=2100, max_output_tokens=2048)
+    summary = {"exit": run.returncode, "requests": [(e.method, e.path, e.status) for e in run.exchanges],
+               "tools_called": run.tools_called, "answer": str(run.result.get("result"))[:500],
+               "computed_prompt_tokens": run.prompt_tokens, "seconds": round(run.seconds)}
+    log.warning("Claude Code run: %s", json.dumps(summary))
+
+    messages = [e for e in run.exchanges if e.path.startswith("/v1/messages")]
+    assert messages, f"Claude Code made no Messages request: {run.stderr[-2000:]}"
+    first = messages[0].request
+    # The real first request, answered as sent: a system message inside `messages`, all of its tools.
+    assert any(m["role"] == "system" for m in first["messages"]) and len(first["tools"]) >= 10
+    assert run.problems == [], run.problems
+    assert httpx.get(server.url + "/health", timeout=5).status_code == 200 and server.proc.poll() is None
+    assert run.returncode == 0, (run.result, run.stderr[-2000:])
+    assert run.result.get("is_error") is False, run.result
