@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import operator
 import sys
@@ -16,7 +18,7 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from ..errors import InvalidRequestError
-from .messages import Conversation
+from .messages import ChatMessage, Conversation
 
 # Used only when a model file carries no template of its own.
 CHATML_TEMPLATE = (
@@ -87,6 +89,32 @@ def _with_time_limit(render: Callable[[], str], seconds: float) -> str:
         sys.settrace(previous)
 
 
+# A system turn after the first user turn, as Claude Code and OpenAI clients send them; see `ChatTemplate`.
+_PROBE_MARK = "parley-probe-7f3a"
+_PROBE_TURNS = (
+    [ChatMessage("user", "Hi"), ChatMessage("system", _PROBE_MARK), ChatMessage("user", "Go on")],
+    [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello"), ChatMessage("system", _PROBE_MARK),
+     ChatMessage("user", "Go on")],
+)  # at an odd and an even place, for templates that check alternation by position (Gemma's)
+_SYSTEM_PROBES = tuple(Conversation(turns, system=system) for turns in _PROBE_TURNS for system in (None, "Be brief."))
+
+
+def fold_system_turns(conversation: Conversation) -> Conversation:
+    """Each system turn among the messages becomes user text, joined with the user turns right next to it:
+    [user A, system S, user B] → [user "A\n\nS\n\nB"]; after an assistant or tool turn it opens a user turn
+    of its own. So the text keeps its place in the order and the turns still alternate, which the templates
+    that refuse a late system turn (Mistral's, Gemma's, Llama 2's) demand. The leading system prompt is left
+    alone, so the prompt-prefix cache of the earlier turns still holds."""
+    messages: list[ChatMessage] = []
+    for message in conversation.messages:
+        if message.role == "system":
+            message = ChatMessage("user", message.content)
+        if message.role == "user" and messages and messages[-1].role == "user":
+            message = ChatMessage("user", "\n\n".join(t for t in (messages.pop().content, message.content) if t))
+        messages.append(message)
+    return dataclasses.replace(conversation, messages=messages)
+
+
 class ChatTemplate:
     """Compiled once per model; `render` holds no state between calls."""
 
@@ -101,14 +129,30 @@ class ChatTemplate:
         self.eos_token = eos_token
         self.time_limit = RENDER_SECONDS
 
-    def render(self, conversation: Conversation, **extra: Any) -> str:
-        """Render the prompt; a final assistant turn is continued rather than closed."""
-        prefill = conversation.prefill
-        variables = dict(messages=conversation.template_messages(), tools=conversation.template_tools(),
-                         add_generation_prompt=prefill is None, bos_token=self.bos_token, eos_token=self.eos_token,
-                         **extra)
+    @functools.cached_property
+    def takes_late_system_turns(self) -> bool:
+        """Whether a system turn after a user turn reaches the prompt: the template neither raises on it nor
+        drops it, with or without a leading system prompt. Found once per model, by rendering four probes,
+        on the first conversation that has such a turn (Qwen2.5's, SmolLM2's and Llama 3's templates take it)."""
         try:
-            text = _with_time_limit(lambda: self._template.render(**variables), self.time_limit)
+            return all(_PROBE_MARK in self._render(probe, {}) for probe in _SYSTEM_PROBES)
+        except Exception:  # whatever a template does with it, the probe says only "not here"
+            return False
+
+    def _render(self, conversation: Conversation, extra: dict[str, Any]) -> str:
+        variables = dict(messages=conversation.template_messages(), tools=conversation.template_tools(),
+                         add_generation_prompt=conversation.prefill is None, bos_token=self.bos_token,
+                         eos_token=self.eos_token, **extra)
+        return _with_time_limit(lambda: self._template.render(**variables), self.time_limit)
+
+    def render(self, conversation: Conversation, **extra: Any) -> str:
+        """Render the prompt; a final assistant turn is continued rather than closed. System turns among the
+        messages are rendered as such where the template takes them, else folded into user turns."""
+        if any(m.role == "system" for m in conversation.messages) and not self.takes_late_system_turns:
+            conversation = fold_system_turns(conversation)
+        prefill = conversation.prefill
+        try:
+            text = self._render(conversation, extra)
         except _TemplateTimeout:
             raise InvalidRequestError(
                 f"The model's chat template did not finish rendering within {self.time_limit:g} s.") from None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from ...chat.tools import MAX_TOOLS
+from ..unicode import reject_invalid_unicode
 
 
 class _Wire(BaseModel):
@@ -26,8 +27,64 @@ class OtherBlockParam(_Wire):
     type: str
 
 
+# Content a text-only model takes as text (documents.py renders it). Sources are told apart by `type`, so an
+# error names the branch as the API does: `messages.0.content.0.document.source.base64.data: ...`.
+class Base64ImageSource(_Wire):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class URLSource(_Wire):
+    type: Literal["url"]
+    url: str
+
+
+class FileSource(_Wire):
+    type: Literal["file"]
+    file_id: str
+
+
+class ImageBlockParam(_Wire):
+    type: Literal["image"]
+    source: Annotated[Base64ImageSource | URLSource | FileSource, Field(discriminator="type")]
+
+
+class Base64PDFSource(_Wire):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class PlainTextSource(_Wire):
+    type: Literal["text"]
+    media_type: Literal["text/plain"]
+    data: str
+
+
+class ContentBlockSource(_Wire):
+    type: Literal["content"]
+    content: str | list[Annotated[TextBlockParam | ImageBlockParam, Field(discriminator="type")]]
+
+
+class DocumentBlockParam(_Wire):
+    type: Literal["document"]
+    source: Annotated[Base64PDFSource | PlainTextSource | ContentBlockSource | URLSource | FileSource,
+                      Field(discriminator="type")]
+    title: str | None = None
+    context: str | None = None
+
+
+class SearchResultBlockParam(_Wire):
+    type: Literal["search_result"]
+    source: str
+    title: str
+    content: list[TextBlockParam]
+
+
 _BLOCK_TAGS = {"text": "text_block", "tool_use": "tool_use_block", "tool_result": "tool_result_block",
-               "thinking": "thinking_block", "redacted_thinking": "redacted_thinking_block"}
+               "thinking": "thinking_block", "redacted_thinking": "redacted_thinking_block",
+               "image": "image", "document": "document", "search_result": "search_result"}
 
 
 def _block_tag(value: Any) -> str:
@@ -36,7 +93,11 @@ def _block_tag(value: Any) -> str:
 
 
 ResultContentParam = Annotated[
-    Annotated[TextBlockParam, Tag("text_block")] | Annotated[OtherBlockParam, Tag("other_block")],
+    Annotated[TextBlockParam, Tag("text_block")]
+    | Annotated[ImageBlockParam, Tag("image")]
+    | Annotated[DocumentBlockParam, Tag("document")]
+    | Annotated[SearchResultBlockParam, Tag("search_result")]
+    | Annotated[OtherBlockParam, Tag("other_block")],
     Discriminator(_block_tag),
 ]
 
@@ -74,6 +135,9 @@ ContentBlockParam = Annotated[
     | Annotated[ToolResultBlockParam, Tag("tool_result_block")]
     | Annotated[ThinkingBlockParam, Tag("thinking_block")]
     | Annotated[RedactedThinkingBlockParam, Tag("redacted_thinking_block")]
+    | Annotated[ImageBlockParam, Tag("image")]
+    | Annotated[DocumentBlockParam, Tag("document")]
+    | Annotated[SearchResultBlockParam, Tag("search_result")]
     | Annotated[OtherBlockParam, Tag("other_block")],
     Discriminator(_block_tag),
 ]
@@ -105,11 +169,16 @@ class OutputConfigParam(_Wire):
 
 
 class MessageParam(_Wire):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]  # a system message may come anywhere (translate.py)
     content: str | list[ContentBlockParam]
 
 
 class _ConversationRequest(_Wire):
+    @model_validator(mode="before")
+    @classmethod
+    def valid_unicode(cls, data: Any) -> Any:
+        return reject_invalid_unicode(data)
+
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None

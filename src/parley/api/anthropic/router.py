@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,7 +23,7 @@ router = APIRouter()
 async def create_message(body: MessagesRequest, request: Request) -> Any:
     guard = request_guard(request)
     signer = request.app.state.signer
-    conversation = to_conversation(body, signer)
+    conversation = await asyncio.to_thread(to_conversation, body, signer)  # a PDF's text takes a while
     choice = to_tool_choice(body, conversation.tools)
     params = to_sampling(body)
     runner = await request.app.state.registry.runner(body.model)
@@ -43,7 +44,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, int]:
-    conversation = to_conversation(body, request.app.state.signer)
+    conversation = await asyncio.to_thread(to_conversation, body, request.app.state.signer)
     choice = to_tool_choice(body, conversation.tools)
     runner = await request.app.state.registry.runner(body.model)
     tools = ToolPlan(conversation.tools, choice, runner.engine.chat_template.source)

@@ -15,6 +15,7 @@ from ...chat.params import SamplingParams
 from ...chat.reasoning import Thinking
 from ...chat.tools import ToolChoice
 from ...errors import InvalidRequestError
+from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
 from .protocol import (
     MessageParam,
     MessagesRequest,
@@ -35,28 +36,23 @@ def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
-def _unsupported(block: Any, where: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{where}: content block type '{block.type}' is not supported")
-
-
-def _joined_text(blocks: list[Any], where: str) -> str:
-    texts = []
-    for i, block in enumerate(blocks):
-        if not isinstance(block, TextBlockParam):
-            raise _unsupported(block, f"{where}.{i}")
-        texts.append(block.text)
-    return "\n\n".join(texts)
-
-
 def _tool_result_text(block: ToolResultBlockParam, where: str) -> str:
     content = block.content
-    text = content if isinstance(content, str) else _joined_text(content or [], f"{where}.content")
+    text = content if isinstance(content, str) else joined_text(content or [], f"{where}.content")
     return f"Error: {text}" if block.is_error else text
+
+
+def _system_turn(message: MessageParam, where: str) -> list[ChatMessage]:
+    """A system message among the turns; where the template takes none there, `ChatTemplate` folds it."""
+    text = _system_text(message.content, f"{where}.content")
+    return [ChatMessage("system", text)] if text else []
 
 
 def _turn(message: MessageParam, where: str, tool_names: dict[str, str],
           signer: ThinkingSigner | None) -> list[ChatMessage]:
     """One API message → neutral messages: tool results become `tool` turns before the user's text."""
+    if message.role == "system":
+        return _system_turn(message, where)
     if isinstance(message.content, str):
         return [ChatMessage(message.role, message.content)]
     texts: list[str] = []
@@ -65,8 +61,8 @@ def _turn(message: MessageParam, where: str, tool_names: dict[str, str],
     reasoning: list[str] = []
     for i, block in enumerate(message.content):
         at = f"{where}.content.{i}"
-        if isinstance(block, TextBlockParam):
-            texts.append(block.text)
+        if isinstance(block, TextBlockParam) or (isinstance(block, TEXT_BLOCKS) and message.role == "user"):
+            texts.append(block_text(block, at))
         elif isinstance(block, ToolUseBlockParam) and message.role == "assistant":
             calls.append(ToolCall(block.id, block.name, block.input))
             tool_names[block.id] = block.name
@@ -79,7 +75,7 @@ def _turn(message: MessageParam, where: str, tool_names: dict[str, str],
         elif isinstance(block, RedactedThinkingBlockParam) and message.role == "assistant":
             continue  # opaque by definition: nothing to render
         else:
-            raise _unsupported(block, at)
+            raise unsupported(block, at)
     out = results
     if texts or calls or not results:
         out.append(ChatMessage(message.role, "\n\n".join(texts), tool_calls=tuple(calls),
@@ -169,22 +165,32 @@ def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoi
 BILLING_LINE = "x-anthropic-billing-header:"
 
 
-def _system_text(system: str | list[Any]) -> str:
-    if isinstance(system, str):
-        return system
-    kept = [b for b in system if not (isinstance(b, TextBlockParam) and b.text.lstrip().startswith(BILLING_LINE))]
-    return _joined_text(kept, "system")
+def _without_billing_line(text: str) -> str:
+    if not text.lstrip().startswith(BILLING_LINE):
+        return text
+    return text.lstrip().partition("\n")[2]
+
+
+def _system_text(system: str | list[Any], where: str) -> str:
+    texts = [system] if isinstance(system, str) else [block_text(b, f"{where}.{i}") for i, b in enumerate(system)]
+    return "\n\n".join(t for t in map(_without_billing_line, texts) if t)
 
 
 def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = None) -> Conversation:
     """`signer` verifies thinking blocks in history (a tampered one is a 400); without it they are dropped."""
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
-    system = _system_text(req.system) if req.system is not None else None
     messages = _merged(req.messages, signer)
+    # System messages before the first turn extend the system prompt: every template takes that.
+    leading = [] if req.system is None else [_system_text(req.system, "system")]
+    while messages and messages[0].role == "system":
+        leading.append(messages.pop(0).content)
+    if not messages:
+        raise InvalidRequestError("messages: at least one user or assistant message is required")
     last = messages[-1]
     if last.role == "assistant" and not last.tool_calls and last.content != last.content.rstrip():
         raise InvalidRequestError("final assistant content cannot end with trailing whitespace")
+    system = "\n\n".join(t for t in leading if t)
     return Conversation(messages=messages, system=system or None, tools=_tools(req))
 
 

@@ -64,8 +64,8 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
     for i, message in enumerate(req.messages):
         where = f"messages.{i}"
         if message.role in ("system", "developer"):
-            if messages:  # a late system message joins the conversation as a user turn
-                messages.append(ChatMessage("user", _text(message.content, where)))
+            if messages:  # a late system turn: the chat template renders it, or folds it into user text
+                messages.append(ChatMessage("system", _text(message.content, where)))
             else:
                 system.append(_text(message.content, where))
             continue
