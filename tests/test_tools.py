@@ -252,3 +252,16 @@ def test_agent_tool_fields_and_server_tools_are_accepted(client):
     message = client.messages.create(model=SMOL, max_tokens=40, tools=tools, tool_choice={"type": "any"},
                                      messages=[{"role": "user", "content": "Weather in Rome?"}])
     assert [c.name for c in _tool_uses(message)] == ["get_weather"]  # server tools are not offered
+
+
+def test_deferred_tools_are_not_in_the_prompt(client):
+    """`defer_loading: true` keeps a tool out of the model's context (Claude Code sends a placeholder so)."""
+    placeholder = {"name": "DeferredToolPlaceholder", "description": "Never call this tool. " * 20,
+                   "input_schema": {"type": "object", "properties": {}}}
+    messages = [{"role": "user", "content": "Weather in Rome?"}]
+    count = lambda tools: client.messages.count_tokens(model=SMOL, tools=tools, messages=messages).input_tokens  # noqa: E731
+    alone = count([WEATHER])
+    assert count([WEATHER, {**placeholder, "defer_loading": True}]) == alone
+    assert count([WEATHER, placeholder]) > alone + 40
+    with pytest.raises(anthropic.BadRequestError):  # still validated: names stay unique
+        count([WEATHER, {**WEATHER, "defer_loading": True}])

@@ -150,6 +150,7 @@ class ToolParam(_Wire):
     type: str | None = None
     description: str | None = None
     input_schema: dict[str, Any] | None = None
+    defer_loading: bool | None = None
 
 
 class ToolChoiceParam(_Wire):

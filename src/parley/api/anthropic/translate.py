@@ -137,12 +137,14 @@ def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
 
 
 def _tools(req: _ConversationRequest) -> list[ToolSpec]:
-    specs = [_tool_spec(t, f"tools.{i}") for i, t in enumerate(req.tools or [])]
-    tools = [s for s in specs if s is not None]
-    names = [t.name for t in tools]
+    """The tools offered to the model. A `defer_loading` tool is validated but left out, as the API leaves it
+    out of the model's context until a tool search loads it (Claude Code sends a placeholder this way)."""
+    tools = req.tools or []
+    specs = [_tool_spec(t, f"tools.{i}") for i, t in enumerate(tools)]
+    names = [s.name for s in specs if s is not None]
     if len(set(names)) != len(names):
         raise InvalidRequestError("tools: Tool names must be unique.")
-    return tools
+    return [s for s, t in zip(specs, tools, strict=True) if s is not None and not t.defer_loading]
 
 
 def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoice:
