@@ -3,7 +3,7 @@
 The same GBNF that the llama.cpp engine compiles (tool calls, `json_schema` output) is converted to
 llguidance's grammar format; each step the matcher takes the token sampled last and yields the set of tokens
 that keep the output inside the grammar. A lazy grammar (`tool_choice: auto`) works as llama.cpp's does: free
-output until a trigger regex matches all of it, then the grammar takes over from the trigger's first group.
+output until a trigger regex matches at its end, then the grammar takes over from the trigger's first group.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class GrammarProcessor:
         self._text += self._token_bytes(token)
         text = self._text.decode("utf-8", "ignore")
         for trigger in self._triggers:
-            if match := trigger.fullmatch(text):
+            # As llama.cpp does: search the whole output; the trigger itself ends in `$`.
+            if (match := trigger.search(text)) and match.end() == len(text):
                 self._waiting = False
                 matcher, tail = self._new_matcher(), self._tokenize(text[match.start(1):])
                 # The grammar must accept the text since the trigger; if not, this call stays unconstrained.

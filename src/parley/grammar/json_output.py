@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
-
-from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from ..chat.params import GrammarConstraint
 from ..errors import InvalidRequestError
-from .tool_grammar import SPACE, normalized_schema
+from .converter import schema_to_gbnf
+from .limits import grammar_problem
+
+log = logging.getLogger(__name__)
 
 
-def json_output_grammar(schema: dict[str, Any]) -> GrammarConstraint:
+def json_output_grammar(schema: dict[str, Any]) -> GrammarConstraint | None:
+    """None when the grammar would be unsafe to compile (limits.py): the answer is then unconstrained."""
     try:
-        gbnf = json_schema_to_gbnf(json.dumps(normalized_schema(schema)))
+        gbnf = schema_to_gbnf(schema)
     except Exception as exc:  # the converter asserts on schema features it does not know
         raise InvalidRequestError(f"response_format: schema not supported for constrained output: {exc}") from exc
-    lines = [f"space ::= {SPACE}" if line.startswith("space ::=") else line for line in gbnf.splitlines()]
-    return GrammarConstraint("\n".join(lines))
+    if (problem := grammar_problem(gbnf)) is not None:
+        log.warning("response_format: output not constrained by grammar: %s", problem)
+        return None
+    return GrammarConstraint(gbnf)

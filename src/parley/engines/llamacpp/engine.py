@@ -7,14 +7,15 @@ import os
 from pathlib import Path
 
 import llama_cpp
-from llama_cpp._internals import LlamaContext, LlamaModel, LlamaSampler
+from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp._logger import set_verbose
 
 from ...chat.params import GrammarConstraint, SamplingParams
 from ...chat.template import ChatTemplate
 from ...errors import InvalidRequestError
+from ...grammar.threads import on_grammar_thread
 from ..base import Generation, Sink
-from .sampling import add_grammar, build_sampler
+from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
 
 GGUF_MAGIC = b"GGUF"
@@ -102,14 +103,11 @@ class LlamaCppEngine:
 
     def check_grammar(self, grammar: GrammarConstraint) -> None:
         """Compile once up front, so a bad grammar is a 400 before the response starts."""
-        sampler = LlamaSampler()
-        try:
-            add_grammar(sampler, self._model.vocab, grammar)
-        finally:
-            sampler.close()
+        on_grammar_thread(compile_check, self._model.vocab, grammar)
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
-        sampler = build_sampler(self._model.vocab, params, self._min_p)
+        # The chain may hold a grammar, which llama.cpp compiles by recursion: on a thread with the stack for it.
+        sampler = on_grammar_thread(build_sampler, self._model.vocab, params, self._min_p)
         try:
             return self._scheduler.submit(prompt, params, sink, sampler)
         except BaseException:

@@ -27,6 +27,15 @@ def add_grammar(sampler: LlamaSampler, vocab: llama_cpp.llama_vocab_p, grammar: 
     llama_cpp.llama_sampler_chain_add(sampler.sampler, handle)
 
 
+def compile_check(vocab: llama_cpp.llama_vocab_p, grammar: GrammarConstraint) -> None:
+    """Compile once and free: a grammar llama.cpp refuses is an error before the response starts."""
+    sampler = LlamaSampler()
+    try:
+        add_grammar(sampler, vocab, grammar)
+    finally:
+        sampler.close()
+
+
 def build_sampler(vocab: llama_cpp.llama_vocab_p, params: SamplingParams, min_p: float) -> LlamaSampler:
     """The whole chain, built in one place, fresh for each request."""
     sampler = LlamaSampler()

@@ -19,6 +19,7 @@ from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
 from ...chat.params import SamplingParams
 from ...chat.reasoning import BudgetTracker
 from ...errors import EngineError
+from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started
 from .sampling import logprobs
 from .slots import Slot, SlotTable
@@ -68,8 +69,7 @@ class BatchScheduler:
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []  # in joining order; touched by the scheduler thread only
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="parley-batch", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "parley-batch")  # samples under grammars: a big stack
 
     # ---- any thread
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: LlamaSampler) -> Request:
