@@ -362,3 +362,23 @@ def test_claude_code_tools_any_gets_a_valid_call_and_the_server_lives(start_serv
     for call in calls:
         jsonschema.Draft202012Validator(schemas[call.name]).validate(call.input)
     assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+
+
+def test_bounds_the_grammar_drops_are_checked_after_parsing(caplog):
+    """A bound too large to write flat leaves the grammar, so the parsed input is checked against the full
+    schema: a violation is logged (with the request id, by the log filter), an input within it is not."""
+    from parley.chat.call_check import CallChecker
+    from parley.chat.messages import ToolSpec
+
+    schema = {"type": "object", "properties": {"content": {"type": "string", "maxLength": 524288},
+                                               "n": {"type": "integer", "maximum": 9007199254740991}},
+              "required": ["content"]}
+    checker = CallChecker([ToolSpec("Write", "", schema)])
+    with caplog.at_level("WARNING", logger="parley.chat.call_check"):
+        assert checker.check("Write", {"content": "x" * 100, "n": 3})
+        assert not caplog.records
+        assert not checker.check("Write", {"content": "x" * 524289, "n": 2**60})
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "'Write'" in message and "content: " in message and "n: " in message
+    assert checker.check("Unknown", {"anything": 1})  # a tool the request did not declare: nothing to check

@@ -14,6 +14,7 @@ from ..engines._bridge import Admission, EngineRunner
 from ..engines.base import Engine, Sampled, Started
 from ..errors import InvalidRequestError
 from ..parsers.think import ThinkParser
+from .call_check import CallChecker
 from .decode import Utf8Stream
 from .events import (
     Event,
@@ -103,7 +104,7 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    grammar = tools.grammar() or output_grammar
+    grammar = await asyncio.to_thread(tools.grammar) or output_grammar  # big tool sets take milliseconds
     if grammar is not None:
         await asyncio.to_thread(engine.check_grammar, grammar)
         params = dataclasses.replace(params, grammar=grammar)
@@ -119,6 +120,7 @@ class _OutputParsers:
         self._think = ThinkParser(chat.thinking_opened) if chat.plan.reasons else None
         self._show_thinking = chat.plan.thinking.enabled
         self._tools = chat.plan.tools.parser()
+        self._checker = CallChecker(chat.plan.tools.tools)
         self.calls: list[str] = []  # canonical JSON of each complete call this turn
         self.repeated = False  # small models loop on their last call
         self._name = ""
@@ -146,6 +148,7 @@ class _OutputParsers:
             if isinstance(event, ToolCallStart):
                 self._name = event.name
             elif isinstance(event, ToolCallEnd) and event.input is not None:
+                self._checker.check(self._name, event.input)
                 call = json.dumps([self._name, event.input], sort_keys=True)
                 self.repeated = self.repeated or call in self.calls
                 self.calls.append(call)
