@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections import OrderedDict
 
 import llama_cpp
@@ -23,6 +24,7 @@ MAX_RULES = 50_000  # once repetitions are expanded: about 25 ms and 8 MB per co
 # What counts: literals and character classes (skipped whole), repetitions, rule definitions, groups.
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|\{\s*(\d+)\s*(,\s*(\d*)\s*)?\}|::=|[()?*+]')
 _verdicts: OrderedDict[bytes, str | None] = OrderedDict()  # by SHA-256: agents send the same tools every time
+_verdicts_lock = threading.Lock()  # grammars are built on worker threads, concurrently
 
 
 def grammar_problem(gbnf: str) -> str | None:
@@ -32,12 +34,16 @@ def grammar_problem(gbnf: str) -> str | None:
     except UnicodeEncodeError:
         return "not valid UTF-8"
     key = hashlib.sha256(data).digest()
-    if key not in _verdicts:
-        _verdicts[key] = _problem(gbnf, len(data))
+    with _verdicts_lock:
+        if key in _verdicts:
+            _verdicts.move_to_end(key)
+            return _verdicts[key]
+    verdict = _problem(gbnf, len(data))  # outside the lock: compiling may take milliseconds
+    with _verdicts_lock:
+        _verdicts[key] = verdict
         if len(_verdicts) > 1024:
             _verdicts.popitem(last=False)
-    _verdicts.move_to_end(key)
-    return _verdicts[key]
+    return verdict
 
 
 def _problem(gbnf: str, size: int) -> str | None:

@@ -8,10 +8,10 @@
 - A `pattern` with a quantifier over PATTERN_REPEAT_LIMIT is dropped (the string stays a string): the converter
   writes a pattern's `{m,n}` as n − m nested groups.
 
-What is dropped here is not enforced by the grammar, and parley does not re-check a parsed tool input against
-its schema, so output can exceed a dropped bound. The limits make that need an unlikely value: a string or list
-of more than REPEAT_LIMIT characters or items where the schema allowed more than that anyway (524288 is beyond
-any context), or fewer where it demanded more than REPEAT_LIMIT.
+What is dropped here is not enforced by the grammar; chat/call_check.py checks each parsed tool input against
+the full schema and logs a violation. The limits make one need an unlikely value: a string or list of more than
+REPEAT_LIMIT characters or items where the schema allowed more than that anyway (524288 is beyond any context),
+or fewer where it demanded more than REPEAT_LIMIT.
 """
 
 from __future__ import annotations
