@@ -12,7 +12,8 @@ from conftest import SMOL
 from sse_util import read_events
 
 BODY = {"model": SMOL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
-LONG = {"model": SMOL, "max_tokens": 4000, "temperature": 0.8,
+# Greedy, so that it surely runs past the limits below (sampled, SmolLM2 sometimes ends its story in 2 s).
+LONG = {"model": SMOL, "max_tokens": 4000, "temperature": 0,
         "messages": [{"role": "user", "content": "Write an extremely long story about a lighthouse."}]}
 
 
