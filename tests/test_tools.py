@@ -265,3 +265,32 @@ def test_deferred_tools_are_not_in_the_prompt(client):
     assert count([WEATHER, placeholder]) > alone + 40
     with pytest.raises(anthropic.BadRequestError):  # still validated: names stay unique
         count([WEATHER, {**WEATHER, "defer_loading": True}])
+
+
+def test_a_tool_reference_loads_a_deferred_tool(client):
+    """Claude Code's ToolSearch answers with `tool_reference` blocks; the referenced deferred tool is then in the
+    model's context, as the API loads it."""
+    deferred = {**WEATHER, "defer_loading": True}
+    search = {"name": "ToolSearch", "description": "Find tools",
+              "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}}}
+
+    def turns(result_content):
+        return [{"role": "user", "content": "Weather in Rome?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ToolSearch",
+                                                   "input": {"query": "weather"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                              "content": result_content}]}]
+
+    def count(tools, messages):
+        return client.messages.count_tokens(model=SMOL, tools=tools, messages=messages).input_tokens
+
+    reference = [{"type": "tool_reference", "tool_name": "get_weather"}]
+    loaded = count([search, deferred], turns(reference))
+    assert loaded > count([search, deferred], turns([{"type": "text", "text": "[tool loaded: get_weather]"}])) + 20
+    assert loaded == count([search, WEATHER], turns(reference))  # exactly as if it had never been deferred
+    message = client.messages.create(model=SMOL, max_tokens=60, tools=[search, deferred], messages=turns(reference),
+                                     tool_choice={"type": "tool", "name": "get_weather"})
+    assert [c.name for c in _tool_uses(message)] == ["get_weather"]
+    with pytest.raises(anthropic.BadRequestError) as info:  # only a tool result may carry one
+        count([search, deferred], [{"role": "user", "content": reference}])
+    assert "messages.0.content.0" in info.value.body["error"]["message"]

@@ -21,12 +21,13 @@ from .protocol import (
     PlainTextSource,
     SearchResultBlockParam,
     TextBlockParam,
+    ToolReferenceBlockParam,
 )
 
 logger = logging.getLogger(__name__)
 
 IMAGE_NOTE = "[image omitted: this model cannot see images]"
-TEXT_BLOCKS = (TextBlockParam, ImageBlockParam, DocumentBlockParam, SearchResultBlockParam)
+TEXT_BLOCKS = (TextBlockParam, ImageBlockParam, DocumentBlockParam, SearchResultBlockParam, ToolReferenceBlockParam)
 
 
 def unsupported(block: Any, where: str) -> InvalidRequestError:
@@ -46,6 +47,8 @@ def block_text(block: Any, where: str) -> str:
         body = "\n\n".join(b.text for b in block.content)
         return (f"<search_result>\n<source>{block.source}</source>\n<title>{block.title}</title>\n"
                 f"<content>\n{body}\n</content>\n</search_result>")
+    if isinstance(block, ToolReferenceBlockParam):  # the tool itself is offered from now on (translate.py)
+        return f"[tool loaded: {block.tool_name}]"
     raise unsupported(block, where)
 
 

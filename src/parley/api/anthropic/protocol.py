@@ -84,7 +84,8 @@ class SearchResultBlockParam(_Wire):
 
 _BLOCK_TAGS = {"text": "text_block", "tool_use": "tool_use_block", "tool_result": "tool_result_block",
                "thinking": "thinking_block", "redacted_thinking": "redacted_thinking_block",
-               "image": "image", "document": "document", "search_result": "search_result"}
+               "image": "image", "document": "document", "search_result": "search_result",
+               "tool_reference": "tool_reference"}
 
 
 def _block_tag(value: Any) -> str:
@@ -92,8 +93,17 @@ def _block_tag(value: Any) -> str:
     return _BLOCK_TAGS.get(kind, "other_block") if isinstance(kind, str) else "other_block"  # fuzzers send anything
 
 
+class ToolReferenceBlockParam(_Wire):
+    """In a `tool_result` (a tool search's answer): loads a `defer_loading` tool into the model's context."""
+
+    type: Literal["tool_reference"]
+    tool_name: str
+    cache_control: dict[str, Any] | None = None
+
+
 ResultContentParam = Annotated[
     Annotated[TextBlockParam, Tag("text_block")]
+    | Annotated[ToolReferenceBlockParam, Tag("tool_reference")]
     | Annotated[ImageBlockParam, Tag("image")]
     | Annotated[DocumentBlockParam, Tag("document")]
     | Annotated[SearchResultBlockParam, Tag("search_result")]

@@ -23,6 +23,7 @@ from .protocol import (
     TextBlockParam,
     ThinkingBlockParam,
     ToolParam,
+    ToolReferenceBlockParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
     _ConversationRequest,
@@ -136,15 +137,26 @@ def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
     return ToolSpec(tool.name, tool.description or "", tool.input_schema)
 
 
+def _referenced_tools(req: _ConversationRequest) -> set[str]:
+    """Tools named by `tool_reference` blocks in tool results: a tool search loaded them."""
+    return {ref.tool_name for message in req.messages if isinstance(message.content, list)
+            for block in message.content if isinstance(block, ToolResultBlockParam)
+            and isinstance(block.content, list)
+            for ref in block.content if isinstance(ref, ToolReferenceBlockParam)}
+
+
 def _tools(req: _ConversationRequest) -> list[ToolSpec]:
     """The tools offered to the model. A `defer_loading` tool is validated but left out, as the API leaves it
-    out of the model's context until a tool search loads it (Claude Code sends a placeholder this way)."""
+    out of the model's context until a tool search loads it (a `tool_reference` in a tool result); Claude Code
+    sends a placeholder this way, and its own ToolSearch tool answers with references."""
     tools = req.tools or []
     specs = [_tool_spec(t, f"tools.{i}") for i, t in enumerate(tools)]
     names = [s.name for s in specs if s is not None]
     if len(set(names)) != len(names):
         raise InvalidRequestError("tools: Tool names must be unique.")
-    return [s for s, t in zip(specs, tools, strict=True) if s is not None and not t.defer_loading]
+    loaded = _referenced_tools(req) if any(t.defer_loading for t in tools) else set()
+    return [s for s, t in zip(specs, tools, strict=True)
+            if s is not None and (not t.defer_loading or s.name in loaded)]
 
 
 def to_tool_choice(req: _ConversationRequest, tools: list[ToolSpec]) -> ToolChoice:
