@@ -106,8 +106,9 @@ class LlamaCppEngine:
         on_grammar_thread(compile_check, self._model.vocab, grammar)
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:
-        # The chain may hold a grammar, which llama.cpp compiles by recursion: on a thread with the stack for it.
-        sampler = on_grammar_thread(build_sampler, self._model.vocab, params, self._min_p)
+        # A grammar in the chain is compiled by recursion: on a thread with the stack for it (no hop without one).
+        build = on_grammar_thread if params.grammar is not None else (lambda fn, *args: fn(*args))
+        sampler = build(build_sampler, self._model.vocab, params, self._min_p)
         try:
             return self._scheduler.submit(prompt, params, sink, sampler)
         except BaseException:
