@@ -39,7 +39,7 @@ from parley.models.packaged import SMOLLM2_135M
 from parley.settings import Settings
 
 try:
-    from parley.engines.mlx_grammar import compile_grammar
+    from parley.engines.mlx.grammar import compile_grammar
     import llguidance  # noqa: F401
 except ImportError:
     compile_grammar = None

@@ -204,7 +204,7 @@ def test_lazy_grammar_engages_at_the_trigger(mlx_dir):
 
     from parley.chat.messages import ToolSpec
     from parley.engines.mlx import MlxEngine
-    from parley.engines.mlx_grammar import GrammarProcessor
+    from parley.engines.mlx.grammar import GrammarProcessor
     from parley.grammar.tool_grammar import lazy_grammar
     from parley.parsers.tool_calls import HERMES
 

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--cors-origin", dest="cors_origins", action="append",
                              help=fields["cors_origins"].description)
             cmd.add_argument("--request-timeout", type=float, help=fields["request_timeout"].description)
+            cmd.add_argument("--in-process", dest="isolate_models", action="store_false", default=None,
+                             help="Run models in the server's own process (default: one child process each).")
+            cmd.add_argument("--max-model-rss-mb", type=float, help=fields["max_model_rss_mb"].description)
             cmd.add_argument("--shutdown-grace", type=float, help=fields["shutdown_grace"].description)
     return parser
 

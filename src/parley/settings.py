@@ -63,5 +63,14 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         1800.0, gt=0, description="Wall-clock limit of one request, queueing and generation included (seconds).")
     render_timeout: float = Field(5.0, gt=0, description="Time limit for rendering a chat template (seconds).")
+    isolate_models: bool = Field(
+        True, description="Run each llama.cpp or MLX model in its own supervised child process, so that a native "
+                          "crash costs the requests in flight, not the server (off: in the server's process).")
+    max_model_rss_mb: float = Field(
+        0.0, ge=0, description="Replace a model's child process, between requests, once its resident memory "
+                               "passes this many MB (0: no ceiling).")
+    fault_injection: bool = Field(
+        False, description="Test only: a prompt containing `parley-fault:segv@N` or `parley-fault:abort@N` "
+                           "crashes the model's child process at that request's N-th token.")
     shutdown_grace: float = Field(
         10.0, ge=0, description="On SIGTERM, seconds running streams may finish before they are ended.")

@@ -106,10 +106,10 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
     grammar = await asyncio.to_thread(tools.grammar) or output_grammar  # big tool sets take milliseconds
     if grammar is not None:
-        await asyncio.to_thread(engine.check_grammar, grammar)
         params = dataclasses.replace(params, grammar=grammar)
     if plan.reasons:
         params = dataclasses.replace(params, reasoning_budget=budget_for(plan.thinking, text, params.max_tokens))
+    await asyncio.to_thread(engine.check, prompt, params)
     return PreparedChat(prompt, params, runner.admit(), plan, plan.reasons and starts_in_reasoning(text))
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..chat.params import GrammarConstraint, SamplingParams
+from ..chat.params import SamplingParams
 from ..chat.template import ChatTemplate
 
 
@@ -46,11 +46,9 @@ class Generation(Protocol):
         ...
 
 
-class Engine(Protocol):
-    """A loaded model that may run several generations at once (`n_slots`)."""
+class Vocabulary(Protocol):
+    """What rendering, counting and detokenizing need: cheap, and local to the API process."""
 
-    n_ctx: int
-    n_slots: int
     chat_template: ChatTemplate
 
     def tokenize(self, text: str) -> list[int]: ...
@@ -59,8 +57,16 @@ class Engine(Protocol):
 
     def is_end_of_generation(self, token: int) -> bool: ...
 
-    def check_grammar(self, grammar: GrammarConstraint) -> None:
-        """Raise InvalidRequestError when the engine cannot compile `grammar`."""
+
+class Engine(Vocabulary, Protocol):
+    """A loaded model that may run several generations at once (`n_slots`)."""
+
+    n_ctx: int
+    n_slots: int
+
+    def check(self, prompt: list[int], params: SamplingParams) -> None:
+        """Raise InvalidRequestError when the engine will not run this request (a grammar it cannot compile;
+        a request that crashed it before); runs before the response starts."""
         ...
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:

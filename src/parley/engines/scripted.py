@@ -42,7 +42,7 @@ class ScriptedEngine:
     def is_end_of_generation(self, token: int) -> bool:
         return token == END
 
-    def check_grammar(self, grammar) -> None:
+    def check(self, prompt: list[int], params: SamplingParams) -> None:
         pass
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> Generation:

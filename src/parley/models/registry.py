@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ..engines._bridge import EngineRunner, GenerationStats
 from ..engines.base import Engine
-from ..engines.llamacpp import LlamaCppEngine
-from ..engines.mlx import MlxEngine, mlx_available
+from ..engines.isolated import EngineSpec, IsolatedEngine
+from ..engines.mlx import mlx_available
 from ..errors import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from .config import ModelsConfig, load_config
@@ -168,13 +168,18 @@ class ModelRegistry:
         if s.engine not in ("auto", entry.engine):
             raise InvalidRequestError(f"model '{canonical}' needs the {entry.engine} engine; --engine is {s.engine}")
         if entry.engine == "mlx":
-            mlx = MlxEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), min_p=float(own.get("min_p", s.min_p)))
-            mlx.chat_template.time_limit = s.render_timeout
-            return mlx
-        engine = LlamaCppEngine(path, n_ctx=int(own.get("n_ctx", s.n_ctx)), n_threads=own.get("n_threads", s.n_threads),
-                                n_batch=int(own.get("n_batch", s.n_batch)), min_p=float(own.get("min_p", s.min_p)),
-                                n_slots=int(own.get("parallel", s.parallel)),
-                                prefill_chunk=int(own.get("prefill_chunk", s.prefill_chunk)))
+            options = {"n_ctx": int(own.get("n_ctx", s.n_ctx)), "min_p": float(own.get("min_p", s.min_p))}
+        else:
+            options = {"n_ctx": int(own.get("n_ctx", s.n_ctx)), "n_threads": own.get("n_threads", s.n_threads),
+                       "n_batch": int(own.get("n_batch", s.n_batch)), "min_p": float(own.get("min_p", s.min_p)),
+                       "n_slots": int(own.get("parallel", s.parallel)),
+                       "prefill_chunk": int(own.get("prefill_chunk", s.prefill_chunk))}
+        spec = EngineSpec(entry.engine, path, options, s.log_level)
+        if s.isolate_models:
+            engine: Engine = IsolatedEngine(spec, max_rss_mb=float(own.get("max_model_rss_mb", s.max_model_rss_mb)),
+                                            fault_injection=s.fault_injection, name=canonical)
+        else:
+            engine = spec.open_engine()
         engine.chat_template.time_limit = s.render_timeout
         return engine
 

@@ -1,5 +1,6 @@
 """The llama.cpp engine: GGUF models, continuous batching, prompt-prefix cache."""
 
-from .engine import GGUF_MAGIC, LlamaCppEngine, read_gguf_magic
+from .engine import LlamaCppEngine
+from .vocab import GGUF_MAGIC, LlamaCppVocab, read_gguf_magic
 
-__all__ = ["GGUF_MAGIC", "LlamaCppEngine", "read_gguf_magic"]
+__all__ = ["GGUF_MAGIC", "LlamaCppEngine", "LlamaCppVocab", "read_gguf_magic"]

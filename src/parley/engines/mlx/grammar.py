@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..chat.params import GrammarConstraint
-from ..errors import InvalidRequestError
+from ...chat.params import GrammarConstraint
+from ...errors import InvalidRequestError
 
 
 def compile_grammar(gbnf: str) -> str:

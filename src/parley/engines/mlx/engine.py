@@ -9,42 +9,17 @@ imported only when an MLX model is loaded.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..chat.params import GrammarConstraint, SamplingParams
-from ..chat.template import ChatTemplate
-from ..errors import InvalidRequestError
-from .base import Done, Generation, Sampled, Sink, Started, TokenLogprob
-from .mlx_grammar import GrammarProcessor, compile_grammar, make_tokenizer
-
-
-def mlx_available() -> str | None:
-    """None when the MLX engine can run here, else why not."""
-    try:
-        import llguidance  # noqa: F401
-        import mlx.core  # noqa: F401
-        import mlx_lm  # noqa: F401
-    except ImportError as exc:
-        return f"the MLX engine is not installed ({exc.name}): pip install 'parley[mlx]'"
-    return None
-
-
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-level alphabet, reversed: the printable stand-in of each byte → the byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars, n = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
-
+from ...chat.params import SamplingParams
+from ...errors import InvalidRequestError
+from ..base import Done, Generation, Sampled, Sink, Started, TokenLogprob
+from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
+from .vocab import MlxVocab, mlx_available
 
 _work: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _worker_lock = threading.Lock()
@@ -89,19 +64,15 @@ class MlxEngine:
             self._model, self._tokenizer = load(str(path))
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidRequestError(f"MLX model '{path.name}' could not be loaded: {exc}") from exc
-        hf = self._tokenizer._tokenizer
-        config = json.loads((path / "config.json").read_text())
-        trained = config.get("max_position_embeddings")
+        self.vocab = MlxVocab(path, self._tokenizer)
+        trained = self.vocab.n_ctx_train
         self.n_ctx = min(n_ctx, trained) if isinstance(trained, int) and trained > 0 else n_ctx
-        source = hf.chat_template if isinstance(hf.chat_template, str) else None
-        if source is None and (path / "chat_template.jinja").is_file():
-            source = (path / "chat_template.jinja").read_text()
-        self.chat_template = ChatTemplate(source, bos_token=hf.bos_token or "", eos_token=hf.eos_token or "")
-        self._hf = hf
-        self._eos = frozenset(self._tokenizer.eos_token_ids)
-        self._special = frozenset(hf.all_special_ids) | frozenset(
-            i for i, t in hf.added_tokens_decoder.items() if t.special)
-        self._bytes = _byte_decoder()
+        self.chat_template = self.vocab.chat_template
+        self.tokenize = self.vocab.tokenize
+        self.token_bytes = self.vocab.token_bytes
+        self.is_end_of_generation = self.vocab.is_end_of_generation
+        self._hf = self.vocab.hf
+        self._eos = self.vocab.eos
         self._min_p = min_p
         self._cache = make_prompt_cache(self._model)
         self._cache_tokens: list[int] = []
@@ -109,27 +80,9 @@ class MlxEngine:
         self._closed = threading.Event()
         self._lltok: Any = None
 
-    # ---- what the chat core asks of an engine
-    def tokenize(self, text: str) -> list[int]:
-        return list(self._hf.encode(text, add_special_tokens=False))  # the template writes BOS itself
-
-    def token_bytes(self, token: int) -> bytes:
-        piece = self._hf.convert_ids_to_tokens(token)
-        if piece is None:
-            return b""
-        if token in self._special:
-            return piece.encode()
-        if all(c in self._bytes for c in piece):  # byte-level BPE
-            return bytes(self._bytes[c] for c in piece)
-        if piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:  # SentencePiece byte fallback
-            return bytes([int(piece[3:5], 16)])
-        return piece.replace("\u2581", " ").encode()
-
-    def is_end_of_generation(self, token: int) -> bool:
-        return token in self._eos
-
-    def check_grammar(self, grammar: GrammarConstraint) -> None:
-        compile_grammar(grammar.gbnf)
+    def check(self, prompt: list[int], params: SamplingParams) -> None:
+        if params.grammar is not None:
+            compile_grammar(params.grammar.gbnf)
 
     def _grammar_tokenizer(self) -> Any:
         if self._lltok is None:

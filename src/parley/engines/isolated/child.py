@@ -1,0 +1,144 @@
+"""The model's child process: builds the engine, runs commands from the API process, and sends back what
+the engine produced in batches of whatever is ready (one pipe message per decode step, not per token)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from ..base import Done, Generation, Item, Sampled, Sink
+from .faults import Fault, crash
+from .spec import EngineSpec
+from .wire import CHECKED, DONE, FAILED, READY, STARTED, STATS, encode_error, encode_item
+
+STATS_EVERY = 0.25  # seconds between engine figures sent while streams run (always sent when one starts or ends)
+
+
+class Outbox:
+    """One writer thread: drains what the engine's threads queued and sends it as one message."""
+
+    def __init__(self, conn: Connection, stats: Callable[[], dict[str, int]]) -> None:
+        self._conn = conn
+        self._stats = stats
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="parley-outbox", daemon=True)
+        self._thread.start()
+
+    def put(self, entry: tuple) -> None:
+        self._queue.put(entry)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        last_stats = 0.0
+        closing = False
+        while not closing:
+            batch: list[tuple] = []
+            entry = self._queue.get()
+            while entry is not None:
+                batch.append(entry)
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            closing = entry is None
+            now = time.monotonic()
+            if closing or now - last_stats >= STATS_EVERY or any(e[0] in (STARTED, DONE, FAILED) for e in batch):
+                batch.append((STATS, self._stats()))
+                last_stats = now
+            try:
+                self._conn.send(batch)
+            except OSError:  # the API process is gone
+                return
+
+
+class Runs:
+    """Generations in this process by request id, so that a cancel finds its run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, Generation] = {}
+        self._ended: set[int] = set()  # ended before `submit` returned its handle
+
+    def started(self, rid: int, generation: Generation) -> None:
+        with self._lock:
+            if rid in self._ended:
+                self._ended.discard(rid)
+            else:
+                self._running[rid] = generation
+
+    def ended(self, rid: int) -> None:
+        with self._lock:
+            if self._running.pop(rid, None) is None:
+                self._ended.add(rid)
+
+    def get(self, rid: int) -> Generation | None:
+        return self._running.get(rid)
+
+
+def _sink(rid: int, outbox: Outbox, runs: Runs, fault: Fault | None) -> Sink:
+    sampled = 0
+
+    def sink(item: Item) -> None:
+        nonlocal sampled
+        if fault is not None and isinstance(item, Sampled):
+            sampled += 1
+            if sampled >= fault.step:
+                crash(fault)
+        if isinstance(item, Done | BaseException):
+            runs.ended(rid)
+        outbox.put(encode_item(rid, item))
+
+    return sink
+
+
+def serve(spec: EngineSpec, conn: Connection) -> None:
+    """The child's main: runs until the API process says close or goes away."""
+    if hasattr(os, "setpgrp"):  # a terminal's Ctrl-C is for the API process, which closes this one on shutdown
+        os.setpgrp()
+    logging.basicConfig(level=spec.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s [model pid %(process)d] %(message)s")
+    try:
+        engine = spec.open_engine()
+    except BaseException as exc:  # reported to the API process, which raises it from the load
+        conn.send([(READY, None, encode_error(exc))])
+        return
+    conn.send([(READY, {"n_ctx": engine.n_ctx, "n_slots": engine.n_slots, "stats": engine.stats()}, None)])
+    outbox = Outbox(conn, engine.stats)
+    runs = Runs()
+    while True:
+        try:
+            command = conn.recv()
+        except (EOFError, OSError):  # the API process is gone: nobody reads what this would produce
+            break
+        op = command[0]
+        if op == "submit":
+            _, rid, prompt, params, fault = command
+            sink = _sink(rid, outbox, runs, fault)
+            if fault is not None and fault.step == 0:
+                crash(fault)
+            try:
+                runs.started(rid, engine.submit(prompt, params, sink))
+            except Exception as exc:
+                sink(exc)
+        elif op == "cancel":
+            if (generation := runs.get(command[1])) is not None:
+                generation.cancel()
+        elif op == "check":
+            _, cid, prompt, params = command
+            try:
+                engine.check(prompt, params)
+                outbox.put((CHECKED, cid, None))
+            except Exception as exc:
+                outbox.put((CHECKED, cid, encode_error(exc)))
+        elif op == "close":
+            break
+    engine.close()  # ends what still runs (each gets Done) before the last message goes out
+    outbox.close()

@@ -1,0 +1,397 @@
+"""An engine whose model runs in a supervised child process.
+
+The API process keeps the vocabulary (rendering, counting and detokenizing stay local) and forwards
+generations over a pipe. When the child dies — a signal, an abort, the OOM killer — the generations that
+had started end with `ModelCrashedError`, those still queued wait and run on a new child, and a request
+that was in flight in two crashes is refused from then on (a poison request). A child whose memory passes
+the RSS ceiling is replaced the same way, but between requests: new ones wait until the old child is idle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import multiprocessing
+import signal
+import threading
+from array import array
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import psutil
+
+from ...chat.params import SamplingParams
+from ...errors import EngineError, InvalidRequestError, ParleyError
+from ..base import Done, Sink, Started, Vocabulary
+from . import child as child_main
+from .faults import Fault, find_fault
+from .spec import EngineSpec
+from .wire import CHECKED, DONE, FAILED, READY, SAMPLED, STARTED, STATS, decode_error, decode_sampled
+
+log = logging.getLogger(__name__)
+
+POISON_CRASHES = 2  # a request in flight in this many crashes is refused afterwards
+REMEMBERED_CRASHES = 1024  # fingerprints kept (least recently crashed forgotten first)
+CLOSE_TIMEOUT = 35.0  # the child's own close waits up to 30 s for a decode step
+CHECK_TIMEOUT = 600.0  # a check waits this long for a (re)starting child
+
+
+class ModelCrashedError(EngineError):
+    """The model's process died under a generation that had started."""
+
+
+def fingerprint(prompt: list[int], params: SamplingParams) -> str:
+    """The request as the engine sees it: rendered prompt and constraints."""
+    digest = hashlib.sha256(array("i", prompt).tobytes())
+    digest.update(repr(params.grammar).encode())
+    return digest.hexdigest()[:16]
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped responding"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+@dataclass(eq=False)
+class _Run:
+    rid: int
+    prompt: list[int]
+    params: SamplingParams
+    sink: Sink
+    fingerprint: str
+    fault: Fault | None
+    owner: IsolatedEngine
+    sent: bool = False  # to the current child
+    started: bool = False
+
+    def cancel(self) -> None:
+        self.owner._cancel(self)
+
+    def command(self) -> tuple:
+        return ("submit", self.rid, self.prompt, self.params, self.fault)
+
+
+@dataclass(eq=False)
+class _Check:
+    prompt: list[int]
+    params: SamplingParams
+    fingerprint: str
+    result: Future[None] = field(default_factory=Future)
+
+
+class _Child:
+    """One process, its pipe, and a sender thread (so that submitting never blocks the caller)."""
+
+    def __init__(self, spec: EngineSpec) -> None:
+        ctx = multiprocessing.get_context("spawn")  # the API process has threads: never fork it
+        self.conn, theirs = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=child_main.serve, args=(spec, theirs), name="parley-model", daemon=True)
+        self.process.start()
+        theirs.close()  # the child's end lives only in the child: its death is an EOF here
+        self.planned_exit = False
+        self.info: dict = {}
+        self._queue: list[tuple] = []
+        self._cond = threading.Condition()
+
+    def wait_ready(self) -> dict:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            self.process.join(5)
+            raise EngineError(f"the model process {describe_exit(self.process.exitcode)} while loading") from None
+        _, info, error = message[0]
+        assert message[0][0] == READY
+        if error is not None:
+            self.process.join(5)
+            raise decode_error(error)
+        self.info = info
+        threading.Thread(target=self._send_loop, name="parley-model-send", daemon=True).start()
+        return info
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+    def send(self, command: tuple) -> None:
+        with self._cond:
+            self._queue.append(command)
+            self._cond.notify()
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                commands, self._queue = self._queue, []
+            for command in commands:
+                try:
+                    self.conn.send(command)
+                except OSError:  # the child is gone; the reader handles that
+                    return
+                if command[0] == "close":
+                    return
+
+    def stop(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        self.planned_exit = True
+        self.send(("close",))
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+
+class IsolatedEngine:
+    """The Engine protocol, with the model in a child process (see the module's docstring)."""
+
+    def __init__(self, spec: EngineSpec, vocab: Vocabulary | None = None, max_rss_mb: float = 0,
+                 fault_injection: bool = False, name: str = "") -> None:
+        self._spec = spec
+        self._name = name or spec.path.name
+        self._vocab = vocab or spec.open_vocab()
+        self.chat_template = self._vocab.chat_template
+        self.tokenize = self._vocab.tokenize
+        self.token_bytes = self._vocab.token_bytes
+        self.is_end_of_generation = self._vocab.is_end_of_generation
+        self._max_rss = int(max_rss_mb * 1024 * 1024)
+        self._fault_injection = fault_injection
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._runs: dict[int, _Run] = {}  # not yet ended, whether sent to the child or held back
+        self._checks: dict[int, _Check] = {}  # sent to the child, not yet answered
+        self._crashes: OrderedDict[str, int] = OrderedDict()  # fingerprint → crashes it was in flight for
+        self._figures: dict[str, int] = {}  # the child's last engine stats
+        self._accepting = threading.Event()  # the child takes new work (not starting, restarting, draining)
+        self._recycling = False
+        self._down = False  # the last restart failed
+        self._closing = False
+        self.restarts = 0
+        self.crashes = 0
+        self._child = self._start()
+        self._figures = self._child.info["stats"]
+        self.n_ctx = self._child.info["n_ctx"]
+        self.n_slots = self._child.info["n_slots"]
+
+    # ---- the Engine protocol (any thread)
+    def check(self, prompt: list[int], params: SamplingParams) -> None:
+        fp = fingerprint(prompt, params)
+        if self._crashes.get(fp, 0) >= POISON_CRASHES:
+            log.warning("refused a request that was in flight when the model process of %s crashed %d times "
+                        "(fingerprint %s)", self._name, self._crashes[fp], fp)
+            raise InvalidRequestError(
+                f"this request crashed the model process {self._crashes[fp]} times; it is refused (poison request)")
+        check, cid = _Check(prompt, params, fp), next(self._ids)
+        while True:
+            with self._lock:
+                self._revive()
+            if not self._accepting.wait(CHECK_TIMEOUT):
+                raise EngineError("the model process is not available")
+            with self._lock:
+                if self._accepting.is_set():  # still: a restart may have begun since the wait
+                    self._checks[cid] = check
+                    self._child.send(("check", cid, prompt, params))
+                    break
+        check.result.result()
+
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> _Run:
+        run = _Run(next(self._ids), prompt, params, sink, fingerprint(prompt, params), self._fault(prompt), self)
+        with self._lock:
+            if self._closing:
+                raise EngineError("the model is being unloaded")
+            self._runs[run.rid] = run
+            if self._accepting.is_set():
+                run.sent = True
+                self._child.send(run.command())
+            else:
+                self._revive()  # held until a child takes it
+        return run
+
+    def stats(self) -> dict[str, int]:
+        return {**self._figures, "pid": self._child.pid, "restarts": self.restarts, "crashes": self.crashes}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._accepting.clear()
+            child = self._child
+        child.stop()
+        self._reader.join(10)
+
+    # ---- internals
+    def _revive(self) -> None:
+        """(under the lock) After a failed restart, the next request tries again."""
+        if self._down and not self._closing:
+            self._down = False
+            threading.Thread(target=self._restart, name="parley-model-restart", daemon=True).start()
+
+    def _fault(self, prompt: list[int]) -> Fault | None:
+        if not self._fault_injection:
+            return None
+        return find_fault(b"".join(self.token_bytes(t) for t in prompt))
+
+    def _start(self) -> _Child:
+        child = _Child(self._spec)
+        child.wait_ready()
+        log.info("model %s runs in process %d", self._name, child.pid)
+        self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
+        self._reader.start()
+        self._accepting.set()
+        return child
+
+    def _cancel(self, run: _Run) -> None:
+        with self._lock:
+            held = run.rid in self._runs and not run.sent
+            if held:
+                del self._runs[run.rid]
+            elif run.rid in self._runs:
+                self._child.send(("cancel", run.rid))
+        if held:
+            run.sink(Done())
+
+    def _read(self, child: _Child) -> None:
+        """The reader thread of one child: dispatches its messages until it exits, then handles the exit."""
+        try:
+            while True:
+                self._dispatch(child.conn.recv())
+        except (EOFError, OSError):
+            pass
+        child.process.join(10)
+        self._exited(child)
+
+    def _dispatch(self, batch: list[tuple]) -> None:
+        settled = False  # a generation ended or a check was answered: the child may be idle
+        for entry in batch:
+            kind = entry[0]
+            if kind == SAMPLED:
+                run = self._runs.get(entry[1])
+                if run is not None:
+                    run.sink(decode_sampled(entry))
+            elif kind == STARTED:
+                run = self._runs.get(entry[1])
+                if run is not None:
+                    run.started = True
+                    run.sink(Started(entry[2]))
+            elif kind == DONE or kind == FAILED:
+                with self._lock:
+                    run = self._runs.pop(entry[1], None)
+                if run is not None:
+                    run.sink(Done() if kind == DONE else decode_error(entry[2]))
+                settled = True
+            elif kind == CHECKED:
+                with self._lock:
+                    check = self._checks.pop(entry[1], None)
+                if check is not None:
+                    if entry[2] is None:
+                        check.result.set_result(None)
+                    else:
+                        check.result.set_exception(decode_error(entry[2]))
+                settled = True
+            elif kind == STATS:
+                self._figures = entry[1]
+        if settled and self._max_rss:
+            self._recycle_if_large()
+
+    # ---- memory ceiling
+    def _recycle_if_large(self) -> None:
+        with self._lock:
+            if self._recycling or self._closing:
+                self._drained()
+                return
+            try:
+                rss = psutil.Process(self._child.pid).memory_info().rss
+            except psutil.Error:
+                return
+            if rss <= self._max_rss:
+                return
+            log.info("model process of %s uses %.0f MB > %.0f MB: replacing it once its requests end",
+                     self._name, rss / 2**20, self._max_rss / 2**20)
+            self._recycling = True
+            self._accepting.clear()  # new requests wait for the new process
+            self._drained()
+
+    def _drained(self) -> None:
+        """(under the lock) Once nothing runs in a child being replaced, close it: its reader restarts it."""
+        if self._recycling and not any(r.sent for r in self._runs.values()) and not self._checks:
+            self._child.planned_exit = True
+            self._child.send(("close",))
+
+    # ---- the child's end
+    def _exited(self, child: _Child) -> None:
+        with self._lock:
+            self._accepting.clear()
+            if self._closing:
+                leftover, self._runs = list(self._runs.values()), {}
+                checks, self._checks = list(self._checks.values()), {}
+            else:
+                leftover, checks = [], []
+        if self._closing:  # unloaded: what was still there ends as a cancelled generation would
+            for run in leftover:
+                run.sink(Done())
+            for check in checks:
+                check.result.set_exception(EngineError("the model was unloaded"))
+            return
+        if not child.planned_exit:
+            self._fail_in_flight(describe_exit(child.process.exitcode), child.pid)
+        self._restart()
+
+    def _fail_in_flight(self, why: str, pid: int) -> None:
+        error = ModelCrashedError(f"the model process crashed ({why}) and is restarting; retry the request")
+        failed: list[tuple[_Run, ParleyError]] = []
+        with self._lock:
+            self.crashes += 1
+            victims = [r for r in self._runs.values() if r.sent]
+            checks, self._checks = list(self._checks.values()), {}
+            for fp in {r.fingerprint for r in victims} | {c.fingerprint for c in checks}:
+                self._crashes[fp] = self._crashes.pop(fp, 0) + 1
+                while len(self._crashes) > REMEMBERED_CRASHES:
+                    self._crashes.popitem(last=False)
+            for run in victims:
+                run.sent = False
+                if run.started:
+                    failed.append((run, error))
+                elif self._crashes[run.fingerprint] >= POISON_CRASHES:
+                    failed.append((run, InvalidRequestError(
+                        "this request crashed the model process twice; it is refused (poison request)")))
+            for run, _ in failed:
+                del self._runs[run.rid]
+        log.error("the model process of %s (pid %d) %s with %d generations in flight (%d failed, the rest "
+                  "wait); restarting it", self._name, pid, why, len(victims) + len(checks), len(failed) + len(checks))
+        for run, exc in failed:
+            run.sink(exc)
+        for check in checks:
+            check.result.set_exception(error)
+
+    def _restart(self) -> None:
+        try:
+            child = _Child(self._spec)
+            child.wait_ready()
+        except ParleyError as exc:
+            log.error("the model process of %s could not be restarted: %s", self._name, exc.message)
+            with self._lock:
+                held, self._runs = list(self._runs.values()), {}
+                self._down = True
+            for run in held:
+                run.sink(EngineError(f"the model process could not be restarted: {exc.message}"))
+            return
+        with self._lock:
+            if self._closing:
+                child.stop()
+                return
+            self._child = child
+            self._figures = child.info["stats"]
+            self.restarts += 1
+            self._recycling = False
+            self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
+            self._reader.start()
+            for run in self._runs.values():  # held while there was no child, in arrival order
+                run.sent = True
+                child.send(run.command())
+            self._accepting.set()
+        log.info("model %s runs in process %d (restart %d)", self._name, child.pid, self.restarts)
