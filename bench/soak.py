@@ -5,7 +5,11 @@ answers 529 `overloaded_error` with `retry-after`; no generation keeps running a
 engine-side counters in /health go back to zero and stay there); resident memory grows < 5 % from the first
 fifth of the requests to the end. Prints the figures (and p50/p99 time to first token) as JSON.
 
-    .venv/bin/python bench/soak.py [--clients 100] [--requests 1000] [--model smollm2-135m-instruct]
+With --kill-every N the model's child process is killed (SIGKILL, its pid from /health) about every N
+requests: then every client must still get a well-formed answer, or a well-formed crash error — an in-stream
+`error` event that ends its stream, or a 500 `api_error` envelope — and the API process's memory stays flat.
+
+    .venv/bin/python bench/soak.py [--clients 100] [--requests 1000] [--model smollm2-135m-instruct] [--kill-every 100]
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +38,8 @@ class Tally:
     overloaded: int = 0
     malformed: list[str] = field(default_factory=list)
     server_errors: int = 0
+    crashed: int = 0  # ended by a well-formed "model process crashed" error
+    kills: int = 0
     ttft: list[float] = field(default_factory=list)
     rss: dict[int, int] = field(default_factory=dict)  # requests sent so far → server RSS in kB
 
@@ -44,11 +51,26 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def is_crash_error(body: dict) -> bool:
+    error = body.get("error") or {}
+    return body.get("type") == "error" and error.get("type") == "api_error" and "crashed" in error.get("message", "")
+
+
 def check_stream(events: list[tuple[str, dict]]) -> str | None:
-    """None when the events form a whole, well-ordered Messages stream."""
+    """None when the events form a whole, well-ordered Messages stream (or one a crash error ended)."""
     names = [n for n, _ in events if n != "ping"]
+    if names and names[-1] == "error":
+        if names[0] != "message_start" or not is_crash_error(events[-1][1]):
+            return f"bad error frame: {names[:3]}…{events[-1][1]}"
+        return check_blocks(events)
     if not names or names[0] != "message_start" or names[-1] != "message_stop" or names[-2] != "message_delta":
         return f"bad frame: {names[:3]}…{names[-3:]}"
+    usage = events[-2][1]["usage"]
+    return check_blocks(events) or (None if usage["output_tokens"] >= 1 else "no output tokens")
+
+
+def check_blocks(events: list[tuple[str, dict]]) -> str | None:
+    """Content blocks open, carry deltas and close in index order."""
     open_index, expected = None, 0
     for name, data in events:
         if name == "content_block_start":
@@ -61,8 +83,7 @@ def check_stream(events: list[tuple[str, dict]]) -> str | None:
             if data["index"] != open_index:
                 return "stop of a block that is not open"
             open_index, expected = None, expected + 1
-    usage = events[-2][1]["usage"]
-    return None if usage["output_tokens"] >= 1 else "no output tokens"
+    return None
 
 
 async def one_request(client: httpx.AsyncClient, url: str, model: str, max_tokens: int, leave: bool,
@@ -99,6 +120,8 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, max_token
         problem = check_stream(events)
         if problem:
             tally.malformed.append(problem)
+        elif events and events[-1][0] == "error":
+            tally.crashed += 1
         else:
             tally.completed += 1
 
@@ -109,21 +132,39 @@ async def record_status(response: httpx.Response, tally: Tally) -> None:
         if body["error"]["type"] != "overloaded_error" or "retry-after" not in response.headers:
             tally.malformed.append(f"529 without its envelope or retry-after: {body}")
         tally.overloaded += 1
+    elif response.status_code == 500 and is_crash_error(response.json()):
+        tally.crashed += 1
     elif response.status_code >= 500:
         tally.server_errors += 1
     elif response.status_code != 200:
         tally.malformed.append(f"unexpected {response.status_code}: {response.text[:200]}")
 
 
+def kill_model_process(url: str, model: str) -> bool:
+    pid = httpx.get(url + "/health").json()["models"].get(model, {}).get("pid")
+    if not pid:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:  # already being replaced
+        return False
+    return True
+
+
 async def drive(url: str, pid: int, model: str, clients: int, requests: int, max_tokens: int,
-                leave_share: float) -> Tally:
+                leave_share: float, kill_every: int = 0) -> Tally:
     tally, sent = Tally(), 0
+    next_kill = random.randint(kill_every // 2, kill_every * 3 // 2) if kill_every else 0
     limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         async def worker() -> None:
             nonlocal sent
+            nonlocal next_kill
             while sent < requests:
                 sent += 1
+                if next_kill and sent >= next_kill:
+                    next_kill = sent + random.randint(kill_every // 2, kill_every * 3 // 2)
+                    tally.kills += await asyncio.to_thread(kill_model_process, url, model)
                 if sent % max(1, requests // 5) == 0:
                     tally.rss[sent] = rss_kb(pid)
                 stream = random.random() < 0.75
@@ -150,11 +191,12 @@ def engine_settles(url: str, model: str, timeout: float = 60) -> dict:
     time.sleep(1.0)
     later = httpx.get(url + "/health").json()["models"].get(model, {})
     return {"settled": state.get("active_generations") == 0 and state.get("admitted") == 0,
-            "tokens_after_settle": later.get("tokens_generated", 0) - state.get("tokens_generated", 0)}
+            "tokens_after_settle": later.get("tokens_generated", 0) - state.get("tokens_generated", 0),
+            "restarts": later.get("restarts")}
 
 
 def soak(clients: int, requests: int, model: str, max_tokens: int, leave_share: float,
-         server_args: list[str]) -> dict:
+         server_args: list[str], kill_every: int = 0) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -172,7 +214,7 @@ def soak(clients: int, requests: int, model: str, max_tokens: int, leave_share: 
         httpx.post(url + "/v1/messages", timeout=300, json={"model": model, "max_tokens": 1,
                                                             "messages": [{"role": "user", "content": "hi"}]})
         started = time.monotonic()
-        tally = asyncio.run(drive(url, proc.pid, model, clients, requests, max_tokens, leave_share))
+        tally = asyncio.run(drive(url, proc.pid, model, clients, requests, max_tokens, leave_share, kill_every))
         elapsed = time.monotonic() - started
         settle = engine_settles(url, model)
     finally:
@@ -183,7 +225,8 @@ def soak(clients: int, requests: int, model: str, max_tokens: int, leave_share: 
     return {
         "clients": clients, "requests": requests, "seconds": round(elapsed, 1),
         "completed": tally.completed, "disconnected": tally.disconnected, "overloaded_529": tally.overloaded,
-        "server_errors_5xx": tally.server_errors, "malformed": tally.malformed[:10],
+        "server_errors_5xx": tally.server_errors, "crashed": tally.crashed, "kills": tally.kills,
+        "restarts": settle.pop("restarts"), "malformed": tally.malformed[:10],
         "malformed_count": len(tally.malformed),
         "ttft_p50_s": round(statistics.median(tally.ttft), 3) if tally.ttft else None,
         "ttft_p99_s": round(statistics.quantiles(tally.ttft, n=100)[98], 3) if len(tally.ttft) > 2 else None,
@@ -199,9 +242,10 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--max-queue", type=int, default=88, help="with 8 slots: 96 admitted, the rest 529")
     parser.add_argument("--parallel", type=int, default=8)
+    parser.add_argument("--kill-every", type=int, default=0, help="SIGKILL the model's process about every N requests")
     args = parser.parse_args()
     result = soak(args.clients, args.requests, args.model, args.max_tokens, 1 / 3,
-                  ["--max-queue", str(args.max_queue), "--parallel", str(args.parallel)])
+                  ["--max-queue", str(args.max_queue), "--parallel", str(args.parallel)], args.kill_every)
     print(json.dumps(result, indent=2))
 
 

@@ -28,6 +28,7 @@ class Server:
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "parley.cli", "serve", "--port", str(self.port), *args],
@@ -50,6 +51,9 @@ class Server:
 
     def health(self) -> dict:
         return httpx.get(self.url + "/health", timeout=5).json()
+
+    def log_text(self) -> str:
+        return self._log_path.read_text(errors="replace")
 
     def stop(self) -> None:
         self.proc.terminate()

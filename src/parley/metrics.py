@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -17,12 +17,13 @@ RATE_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500)
 
 
 class _EngineGauges(Collector):
-    """Queue depth, active generations, busy slots and prefix-cache size of each loaded model."""
+    """Queue depth, active generations, busy slots and prefix-cache size of each loaded model, and how
+    often its child process was restarted."""
 
     def __init__(self, loaded: Callable[[], dict[str, EngineRunner]]) -> None:
         self._loaded = loaded
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         families = {
             "queue": GaugeMetricFamily("parley_queue_depth", "Requests admitted and waiting for a slot",
                                        labels=["model"]),
@@ -31,12 +32,22 @@ class _EngineGauges(Collector):
             "cached": GaugeMetricFamily("parley_prefix_cache_tokens", "Tokens held in the prompt-prefix cache",
                                         labels=["model"]),
         }
+        processes = {
+            "restarts": CounterMetricFamily("parley_model_process_restarts", "Times a model's child process was "
+                                            "replaced (after a crash or past the memory ceiling)", labels=["model"]),
+            "crashes": CounterMetricFamily("parley_model_process_crashes", "Times a model's child process died",
+                                           labels=["model"]),
+        }
         for model, runner in self._loaded().items():
             health = runner.health()
             families["queue"].add_metric([model], max(0, health["admitted"] - health.get("busy_slots", 0)))
             families["active"].add_metric([model], health["active_generations"])
             families["cached"].add_metric([model], health.get("cached_tokens", 0))
+            for key, family in processes.items():
+                if key in health:  # models in the server's own process have no such figures
+                    family.add_metric([model], health[key])
         yield from families.values()
+        yield from processes.values()
 
 
 class Metrics:
