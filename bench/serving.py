@@ -7,6 +7,9 @@ thread count, in one invocation. Prints a table of ratios and writes JSON for tr
   P4  aggregate output tok/s with 1, 4 and 8 concurrent streams (both servers with 8 slots)
   P6  server overhead per streamed token: parley's ms/token less raw llama-cpp-python's
 
+With --compare-in-process, parley also runs with `--in-process` (the model inside the server's process, as
+before models got their own child process) in the same invocation, and a second table compares the two.
+
     bash bench/build_llama_server.sh            # once: builds llama-server (~10 min on 2 cores), cached
     .venv/bin/python bench/serving.py [--model qwen2.5-coder-0.5b-instruct] [--threads 2] [--json out.json]
 """
@@ -192,6 +195,8 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=16384)
     parser.add_argument("--quick", action="store_true", help="skip P3 (the ~4k-token conversation)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--compare-in-process", action="store_true",
+                        help="also measure parley with the model in the server's own process")
     args = parser.parse_args()
 
     settings = Settings()
@@ -212,14 +217,16 @@ def main() -> None:
         results["llama-server"] = measure(server, args.tokens, args.quick)
     finally:
         server.stop()
-    port = _free_port()
-    cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
-           "--parallel", "8"]
-    server = Server("parley", cmd, port, args.model)
-    try:
-        results["parley"] = measure(server, args.tokens, args.quick)
-    finally:
-        server.stop()
+    variants = {"parley": []} | ({"parley-in-process": ["--in-process"]} if args.compare_in_process else {})
+    for name, extra in variants.items():
+        port = _free_port()
+        cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
+               "--parallel", "8", *extra]
+        server = Server(name, cmd, port, args.model)
+        try:
+            results[name] = measure(server, args.tokens, args.quick)
+        finally:
+            server.stop()
 
     raw, ref, ours = results["raw"], results["llama-server"], results["parley"]
     ours["P6_ms"] = 1000 / ours["P1"] - 1000 / raw["P1"]
@@ -242,6 +249,18 @@ def main() -> None:
             goal = f"{op} {bound}  {'met' if met else 'MISSED'}"
         print(f"{label:<28}{'' if r is None else f'{r:.3f}':>10}{ref.get(key, 0):>14.3f}{ours[key]:>10.3f}"
               f"{'' if ratio is None else f'{ratio:.3f}':>8}  {goal}")
+    if "parley-in-process" in results:
+        inproc = results["parley-in-process"]
+        inproc["P6_ms"] = 1000 / inproc["P1"] - 1000 / raw["P1"]
+        print("\nthe model in a child process (parley) vs in the server's process (--in-process), same run:")
+        print(f"{'metric':<28}{'in-process':>12}{'child':>10}{'child/in':>10}{'vs llama-server: in':>22}{'child':>8}")
+        for label, key in rows:
+            if key not in ours or key not in inproc or key == "P6_ms":
+                continue
+            vs_ref = (f"{inproc[key] / ref[key]:>22.3f}{ours[key] / ref[key]:>8.3f}" if ref.get(key) else "")
+            print(f"{label:<28}{inproc[key]:>12.3f}{ours[key]:>10.3f}{ours[key] / inproc[key]:>10.3f}{vs_ref}")
+        print(f"{'P6 overhead ms/token':<28}{inproc['P6_ms']:>12.3f}{ours['P6_ms']:>10.3f}"
+              f"{ours['P6_ms'] - inproc['P6_ms']:>+10.3f}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "results": results,
                                          "ratios": ratios}, indent=2))

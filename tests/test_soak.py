@@ -29,3 +29,17 @@ def test_short_soak():
     assert result["overloaded_529"] >= 1, result  # 20 clients > 4 slots + 14 queued
     assert result["settled"] and result["tokens_after_settle"] == 0, result
     assert result["rss_growth"] < 0.05, result
+
+
+def test_soak_with_the_model_process_killed_every_few_dozen_requests():
+    """Every client gets a well-formed answer or a well-formed crash error; the server keeps serving."""
+    soak = _soak_module()
+    result = soak.soak(clients=12, requests=200, model=SMOL, max_tokens=16, leave_share=1 / 3,
+                       server_args=["--parallel", "4"], kill_every=40)
+    assert result["malformed_count"] == 0 and result["server_errors_5xx"] == 0, result
+    assert result["kills"] >= 3 and result["restarts"] >= result["kills"], result
+    assert result["crashed"] >= 1, result  # the kills landed on requests in flight
+    assert result["completed"] + result["disconnected"] + result["crashed"] == 200, result
+    assert result["completed"] >= 100, result
+    assert result["settled"] and result["tokens_after_settle"] == 0, result
+    assert result["rss_growth"] < 0.05, result  # the API process's memory

@@ -58,6 +58,25 @@ class Vocabulary(Protocol):
     def is_end_of_generation(self, token: int) -> bool: ...
 
 
+class SpeaksThroughVocabulary:
+    """An engine's vocabulary methods, answered by the vocabulary it holds."""
+
+    vocab: Vocabulary
+
+    @property
+    def chat_template(self) -> ChatTemplate:
+        return self.vocab.chat_template
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.vocab.tokenize(text)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.vocab.token_bytes(token)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return self.vocab.is_end_of_generation(token)
+
+
 class Engine(Vocabulary, Protocol):
     """A loaded model that may run several generations at once (`n_slots`)."""
 

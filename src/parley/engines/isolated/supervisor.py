@@ -24,7 +24,7 @@ import psutil
 
 from ...chat.params import SamplingParams
 from ...errors import EngineError, InvalidRequestError, ParleyError
-from ..base import Done, Sink, Started, Vocabulary
+from ..base import Done, Sink, SpeaksThroughVocabulary, Started, Vocabulary
 from . import child as child_main
 from .faults import Fault, find_fault
 from .spec import EngineSpec
@@ -148,18 +148,14 @@ class _Child:
             self.process.join(5)
 
 
-class IsolatedEngine:
+class IsolatedEngine(SpeaksThroughVocabulary):
     """The Engine protocol, with the model in a child process (see the module's docstring)."""
 
     def __init__(self, spec: EngineSpec, vocab: Vocabulary | None = None, max_rss_mb: float = 0,
                  fault_injection: bool = False, name: str = "") -> None:
         self._spec = spec
         self._name = name or spec.path.name
-        self._vocab = vocab or spec.open_vocab()
-        self.chat_template = self._vocab.chat_template
-        self.tokenize = self._vocab.tokenize
-        self.token_bytes = self._vocab.token_bytes
-        self.is_end_of_generation = self._vocab.is_end_of_generation
+        self.vocab = vocab or spec.open_vocab()
         self._max_rss = int(max_rss_mb * 1024 * 1024)
         self._fault_injection = fault_injection
         self._lock = threading.Lock()

@@ -11,13 +11,13 @@ from llama_cpp._internals import LlamaContext
 from ...chat.params import SamplingParams
 from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
-from ..base import Generation, Sink
+from ..base import Generation, Sink, SpeaksThroughVocabulary
 from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
 from .vocab import LlamaCppVocab
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(SpeaksThroughVocabulary):
     """One model and one llama.cpp context whose KV cache is shared by `n_slots` sequences: each
     runs one generation at a time and keeps its tokens afterwards as a prompt-prefix cache."""
 
@@ -43,10 +43,6 @@ class LlamaCppEngine:
         self.n_slots = n_slots
         self.n_vocab = self.vocab.n_vocab
         self.metadata = self.vocab.metadata
-        self.chat_template = self.vocab.chat_template
-        self.tokenize = self.vocab.tokenize
-        self.token_bytes = self.vocab.token_bytes
-        self.is_end_of_generation = self.vocab.is_end_of_generation
         self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:

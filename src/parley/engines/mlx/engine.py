@@ -17,7 +17,7 @@ from typing import Any
 
 from ...chat.params import SamplingParams
 from ...errors import InvalidRequestError
-from ..base import Done, Generation, Sampled, Sink, Started, TokenLogprob
+from ..base import Done, Generation, Sampled, Sink, SpeaksThroughVocabulary, Started, TokenLogprob
 from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
 from .vocab import MlxVocab, mlx_available
 
@@ -51,7 +51,7 @@ class _Job:
         self.cancelled = True
 
 
-class MlxEngine:
+class MlxEngine(SpeaksThroughVocabulary):
     n_slots = 1
 
     def __init__(self, path: Path, n_ctx: int, min_p: float = 0.05) -> None:
@@ -67,10 +67,6 @@ class MlxEngine:
         self.vocab = MlxVocab(path, self._tokenizer)
         trained = self.vocab.n_ctx_train
         self.n_ctx = min(n_ctx, trained) if isinstance(trained, int) and trained > 0 else n_ctx
-        self.chat_template = self.vocab.chat_template
-        self.tokenize = self.vocab.tokenize
-        self.token_bytes = self.vocab.token_bytes
-        self.is_end_of_generation = self.vocab.is_end_of_generation
         self._hf = self.vocab.hf
         self._eos = self.vocab.eos
         self._min_p = min_p
