@@ -7,8 +7,10 @@ thread count, in one invocation. Prints a table of ratios and writes JSON for tr
   P4  aggregate output tok/s with 1, 4 and 8 concurrent streams (both servers with 8 slots)
   P6  server overhead per streamed token: parley's ms/token less raw llama-cpp-python's
 
-With --compare-in-process, parley also runs with `--in-process` (the model inside the server's process, as
-before models got their own child process) in the same invocation, and a second table compares the two.
+--compare-in-process measures, instead, parley as it runs (each model in its own child process) against
+parley --in-process (the model inside the server's process), llama-server and raw llama-cpp-python, all up at
+once and measured in turn, round after round (--rounds), so that drift of a shared machine falls on all of them
+alike: medians of P1, P2, P4 and P6, and the child/in-process ratio of each.
 
     bash bench/build_llama_server.sh            # once: builds llama-server (~10 min on 2 cores), cached
     .venv/bin/python bench/serving.py [--model qwen2.5-coder-0.5b-instruct] [--threads 2] [--json out.json]
@@ -150,15 +152,18 @@ def p4_aggregate(server: Server, streams: int, tokens: int) -> float:
     return sum(r.tokens for r in results) / (time.perf_counter() - start)
 
 
-def raw_llama(path: Path, threads: int, tokens: int) -> dict[str, float]:
-    """Decode tok/s and ~1k-prompt TTFT with llama-cpp-python alone: no server, no HTTP, no parsing."""
-    from llama_cpp import Llama
+class RawLlama:
+    """llama-cpp-python alone: no server, no HTTP, no parsing."""
 
-    llm = Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
-    template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"))
+    def __init__(self, path: Path, threads: int) -> None:
+        from llama_cpp import Llama
 
-    def run(text: str, limit: int) -> Stream:
-        prompt = template.render(Conversation([ChatMessage("user", text)]))
+        self.llm = Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+        self.template = ChatTemplate(self.llm.metadata.get("tokenizer.chat_template"))
+
+    def run(self, text: str, limit: int) -> Stream:
+        llm = self.llm
+        prompt = self.template.render(Conversation([ChatMessage("user", text)]))
         ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         out, start = Stream(), time.perf_counter()
         for _ in llm.generate(ids, temp=0.0, reset=True):
@@ -170,9 +175,16 @@ def raw_llama(path: Path, threads: int, tokens: int) -> dict[str, float]:
                 break
         return out
 
-    decode = statistics.median(run(count_prompt()[0]["content"], tokens).decode_tok_s for _ in range(2))
-    ttft = run(filler(1000) + "\nIn one sentence: what does the ledger record?", 1).ttft
-    llm.close()
+    def decode(self, tokens: int) -> float:
+        return statistics.median(self.run(count_prompt()[0]["content"], tokens).decode_tok_s for _ in range(2))
+
+
+def raw_llama(path: Path, threads: int, tokens: int) -> dict[str, float]:
+    """Decode tok/s and ~1k-prompt TTFT with llama-cpp-python alone."""
+    raw = RawLlama(path, threads)
+    decode = raw.decode(tokens)
+    ttft = raw.run(filler(1000) + "\nIn one sentence: what does the ledger record?", 1).ttft
+    raw.llm.close()
     return {"P1": decode, "P2": ttft}
 
 
@@ -187,6 +199,51 @@ def measure(server: Server, tokens: int, quick: bool) -> dict[str, float]:
     return out
 
 
+def compare_in_process(args: argparse.Namespace, path: Path, binary: str) -> None:
+    """All four up at once, measured in turn (a rotating order), `args.rounds` times; medians."""
+    t, ctx = str(args.threads), str(args.n_ctx)
+    port = _free_port()
+    servers = [Server("llama-server", [binary, "-m", str(path), "-t", t, "-tb", t, "-c", ctx, "-np", "8", "-kvu",
+                                       "--host", "127.0.0.1", "--port", str(port), "--no-webui", "--jinja"],
+                      port, args.model)]
+    for name, extra in (("parley", []), ("parley --in-process", ["--in-process"])):
+        port = _free_port()
+        servers.append(Server(name, [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads",
+                                     t, "--n-ctx", ctx, "--parallel", "8", *extra], port, args.model))
+    raw = RawLlama(path, args.threads)
+    samples: dict[str, dict[str, list[float]]] = {s.name: {} for s in servers} | {"raw": {}}
+    try:
+        for round_ in range(args.rounds):
+            order = servers[round_ % 3:] + servers[: round_ % 3]
+            samples["raw"].setdefault("P1", []).append(raw.decode(args.tokens))
+            for server in order:
+                got = {"P1": p1_decode(server, args.tokens), "P2": p2_ttft(server),
+                       **{f"P4@{n}": p4_aggregate(server, n, 64) for n in (1, 4, 8)}}
+                for key, value in got.items():
+                    samples[server.name].setdefault(key, []).append(value)
+            print(f"  round {round_ + 1}/{args.rounds}: " + ", ".join(
+                f"{name} P1 {values['P1'][-1]:.2f}" for name, values in samples.items()), flush=True)
+    finally:
+        for server in servers:
+            server.stop()
+        raw.llm.close()
+    medians = {name: {k: statistics.median(v) for k, v in values.items()} for name, values in samples.items()}
+    raw_ms = 1000 / medians["raw"]["P1"]
+    for name in ("llama-server", "parley", "parley --in-process"):
+        medians[name]["P6_ms"] = 1000 / medians[name]["P1"] - raw_ms
+    ref, child, inproc = medians["llama-server"], medians["parley"], medians["parley --in-process"]
+    print(f"\n{args.rounds} rounds, medians; raw llama-cpp-python P1 {medians['raw']['P1']:.3f} tok/s")
+    print(f"{'metric':<22}{'llama-server':>13}{'in-process':>12}{'child':>10}{'child/in':>10}"
+          f"{'in/llama-server':>17}{'child/llama-server':>20}")
+    for key in ("P1", "P2", "P4@1", "P4@4", "P4@8", "P6_ms"):
+        ratios = "" if key == "P6_ms" else (f"{child[key] / inproc[key]:>10.3f}{inproc[key] / ref[key]:>17.3f}"
+                                            f"{child[key] / ref[key]:>20.3f}")
+        print(f"{key:<22}{ref[key]:>13.3f}{inproc[key]:>12.3f}{child[key]:>10.3f}{ratios}")
+    if args.json:
+        args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "rounds": args.rounds,
+                                         "samples": samples, "medians": medians}, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -196,7 +253,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip P3 (the ~4k-token conversation)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--compare-in-process", action="store_true",
-                        help="also measure parley with the model in the server's own process")
+                        help="interleaved rounds: parley (model in a child process) vs parley --in-process")
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     settings = Settings()
@@ -206,6 +264,9 @@ def main() -> None:
     t, ctx = str(args.threads), str(args.n_ctx)
     print(f"{args.model} ({path.name}), {args.threads} threads, {platform.processor() or platform.machine()}",
           flush=True)
+    if args.compare_in_process:
+        compare_in_process(args, path, binary)
+        return
 
     results: dict[str, dict[str, float]] = {"raw": raw_llama(path, args.threads, args.tokens)}
     print(f"  raw llama-cpp-python: {results['raw']}", flush=True)
@@ -217,16 +278,14 @@ def main() -> None:
         results["llama-server"] = measure(server, args.tokens, args.quick)
     finally:
         server.stop()
-    variants = {"parley": []} | ({"parley-in-process": ["--in-process"]} if args.compare_in_process else {})
-    for name, extra in variants.items():
-        port = _free_port()
-        cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
-               "--parallel", "8", *extra]
-        server = Server(name, cmd, port, args.model)
-        try:
-            results[name] = measure(server, args.tokens, args.quick)
-        finally:
-            server.stop()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
+           "--parallel", "8"]
+    server = Server("parley", cmd, port, args.model)
+    try:
+        results["parley"] = measure(server, args.tokens, args.quick)
+    finally:
+        server.stop()
 
     raw, ref, ours = results["raw"], results["llama-server"], results["parley"]
     ours["P6_ms"] = 1000 / ours["P1"] - 1000 / raw["P1"]
@@ -249,18 +308,6 @@ def main() -> None:
             goal = f"{op} {bound}  {'met' if met else 'MISSED'}"
         print(f"{label:<28}{'' if r is None else f'{r:.3f}':>10}{ref.get(key, 0):>14.3f}{ours[key]:>10.3f}"
               f"{'' if ratio is None else f'{ratio:.3f}':>8}  {goal}")
-    if "parley-in-process" in results:
-        inproc = results["parley-in-process"]
-        inproc["P6_ms"] = 1000 / inproc["P1"] - 1000 / raw["P1"]
-        print("\nthe model in a child process (parley) vs in the server's process (--in-process), same run:")
-        print(f"{'metric':<28}{'in-process':>12}{'child':>10}{'child/in':>10}{'vs llama-server: in':>22}{'child':>8}")
-        for label, key in rows:
-            if key not in ours or key not in inproc or key == "P6_ms":
-                continue
-            vs_ref = (f"{inproc[key] / ref[key]:>22.3f}{ours[key] / ref[key]:>8.3f}" if ref.get(key) else "")
-            print(f"{label:<28}{inproc[key]:>12.3f}{ours[key]:>10.3f}{ours[key] / inproc[key]:>10.3f}{vs_ref}")
-        print(f"{'P6 overhead ms/token':<28}{inproc['P6_ms']:>12.3f}{ours['P6_ms']:>10.3f}"
-              f"{ours['P6_ms'] - inproc['P6_ms']:>+10.3f}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "results": results,
                                          "ratios": ratios}, indent=2))

@@ -212,3 +212,23 @@ def test_no_model_process_outlives_the_server(start_server, how):
             break
         time.sleep(0.1)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_an_mlx_model_runs_in_its_own_process_too(start_server):
+    from mlx_model import build_tiny_mlx_model
+    from parley.models.packaged import QWEN_CODER_05B
+    from parley.settings import Settings
+
+    cache = Settings().cache_dir
+    model_dir = build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")
+    server = start_server("--models-dir", str(model_dir.parent), fault_injection="1")
+    mlx = {"model": "tiny-qwen2-mlx", "max_tokens": 8, "temperature": 0}
+    hello = {**mlx, "messages": [{"role": "user", "content": "Say something."}]}
+    assert httpx.post(server.url + URL, json=hello, timeout=120).status_code == 200
+    state = server.health()["models"]["tiny-qwen2-mlx"]
+    assert psutil.Process(state["pid"]).ppid() == server.proc.pid
+    crash = httpx.post(server.url + URL, timeout=60,
+                       json={**mlx, "messages": [{"role": "user", "content": "Hi parley-fault:abort@2"}]})
+    assert crash.status_code == 500 and CRASHED in crash.json()["error"]["message"], crash.text
+    assert httpx.post(server.url + URL, json=hello, timeout=60).status_code == 200
+    assert server.health()["models"]["tiny-qwen2-mlx"]["restarts"] == 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Settings a model table may override, with their types.
 MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float, "parallel": int,
-                                "prefill_chunk": int}
+                                "prefill_chunk": int, "max_model_rss_mb": float}
 
 
 class ConfigError(ValueError):

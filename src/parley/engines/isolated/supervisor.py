@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from array import array
 from collections import OrderedDict
 from concurrent.futures import Future
@@ -170,8 +171,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         self._closing = False
         self.restarts = 0
         self.crashes = 0
-        self._child = self._start()
-        self._figures = self._child.info["stats"]
+        self._start()
         self.n_ctx = self._child.info["n_ctx"]
         self.n_slots = self._child.info["n_slots"]
 
@@ -184,16 +184,19 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             raise InvalidRequestError(
                 f"this request crashed the model process {self._crashes[fp]} times; it is refused (poison request)")
         check, cid = _Check(prompt, params, fp), next(self._ids)
+        deadline = time.monotonic() + CHECK_TIMEOUT
         while True:
             with self._lock:
+                if self._closing:
+                    raise EngineError("the model is being unloaded")
                 self._revive()
-            if not self._accepting.wait(CHECK_TIMEOUT):
-                raise EngineError("the model process is not available")
-            with self._lock:
-                if self._accepting.is_set():  # still: a restart may have begun since the wait
+                if self._accepting.is_set():
                     self._checks[cid] = check
                     self._child.send(("check", cid, prompt, params))
                     break
+            if time.monotonic() > deadline:
+                raise EngineError("the model process is not available")
+            self._accepting.wait(1.0)  # a (re)starting or draining child
         check.result.result()
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> _Run:
@@ -219,6 +222,8 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             child = self._child
         child.stop()
         self._reader.join(10)
+        if (close_vocab := getattr(self.vocab, "close", None)) is not None:
+            close_vocab()
 
     # ---- internals
     def _revive(self) -> None:
@@ -232,14 +237,14 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             return None
         return find_fault(b"".join(self.token_bytes(t) for t in prompt))
 
-    def _start(self) -> _Child:
+    def _start(self) -> None:
         child = _Child(self._spec)
         child.wait_ready()
         log.info("model %s runs in process %d", self._name, child.pid)
+        self._child, self._figures = child, child.info["stats"]
         self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
         self._reader.start()
         self._accepting.set()
-        return child
 
     def _cancel(self, run: _Run) -> None:
         with self._lock:
@@ -368,13 +373,14 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         try:
             child = _Child(self._spec)
             child.wait_ready()
-        except ParleyError as exc:
-            log.error("the model process of %s could not be restarted: %s", self._name, exc.message)
+        except Exception as exc:  # the model no longer loads (file gone, memory): its requests fail, not hang
+            why = exc.message if isinstance(exc, ParleyError) else str(exc)
+            log.error("the model process of %s could not be restarted: %s", self._name, why)
             with self._lock:
                 held, self._runs = list(self._runs.values()), {}
                 self._down = True
             for run in held:
-                run.sink(EngineError(f"the model process could not be restarted: {exc.message}"))
+                run.sink(EngineError(f"the model process could not be restarted: {why}"))
             return
         with self._lock:
             if self._closing:
