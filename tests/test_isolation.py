@@ -153,6 +153,34 @@ def test_a_queued_request_waits_for_the_restart_and_then_runs(start_server):
     assert model_state(server)["restarts"] == 1
 
 
+def wait_admitted(server: Server, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while model_state(server)["admitted"] < count:
+        assert time.monotonic() < deadline, model_state(server)
+        time.sleep(0.02)
+
+
+def test_a_request_queued_through_two_crashes_is_not_taken_for_their_cause(start_server):
+    server = start_server("--parallel", "1", fault_injection="1")
+    first = StreamReader(server, body("Tell me about ships. parley-fault:segv@60", 300, stream=True))
+    first.start()
+    assert first.first_delta.wait(120)
+    second = StreamReader(server, body("Tell me about boats. parley-fault:segv@60", 300, stream=True))
+    second.start()  # queued behind the first; runs (and crashes) on the first restart
+    wait_admitted(server, 2)
+    waiting: list[httpx.Response] = []
+    third = threading.Thread(target=lambda: waiting.append(
+        httpx.post(server.url + URL, json=body("Say hello.", 16), timeout=120)))
+    third.start()  # queued behind both: in flight, not running, in both crashes
+    first.join(60)
+    second.join(60)
+    third.join(60)
+    assert_crash_event(first)
+    assert_crash_event(second)
+    assert waiting[0].status_code == 200, waiting[0].text
+    assert model_state(server)["crashes"] == 2
+
+
 def test_a_request_that_crashed_the_model_twice_is_refused_the_third_time(faulty):
     poison = body("What is two plus two? parley-fault:segv@1")
     for _ in range(2):

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from ..base import Done, Generation, Item, Sampled, Sink
 from .faults import Fault, crash
 from .spec import EngineSpec
-from .wire import CHECKED, DONE, FAILED, READY, STARTED, STATS, encode_error, encode_item
+from .wire import ACCEPTED, CHECKED, DONE, FAILED, READY, STARTED, STATS, encode_error, encode_item
 
 STATS_EVERY = 0.25  # seconds between engine figures sent while streams run (always sent when one starts or ends)
 
@@ -67,7 +67,7 @@ class Runs:
         self._running: dict[int, Generation] = {}
         self._ended: set[int] = set()  # ended before `submit` returned its handle
 
-    def started(self, rid: int, generation: Generation) -> None:
+    def add(self, rid: int, generation: Generation) -> None:
         with self._lock:
             if rid in self._ended:
                 self._ended.discard(rid)
@@ -125,7 +125,8 @@ def serve(spec: EngineSpec, conn: Connection) -> None:
             if fault is not None and fault.step == 0:
                 crash(fault)
             try:
-                runs.started(rid, engine.submit(prompt, params, sink))
+                runs.add(rid, engine.submit(prompt, params, sink))
+                outbox.put((ACCEPTED, rid))  # past the native work of submitting (its grammar is compiled)
             except Exception as exc:
                 sink(exc)
         elif op == "cancel":

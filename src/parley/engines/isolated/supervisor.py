@@ -29,7 +29,7 @@ from ..base import Done, Sink, SpeaksThroughVocabulary, Started, Vocabulary
 from . import child as child_main
 from .faults import Fault, find_fault
 from .spec import EngineSpec
-from .wire import CHECKED, DONE, FAILED, READY, SAMPLED, STARTED, STATS, decode_error, decode_sampled
+from .wire import ACCEPTED, CHECKED, DONE, FAILED, READY, SAMPLED, STARTED, STATS, decode_error, decode_sampled
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,11 @@ def fingerprint(prompt: list[int], params: SamplingParams) -> str:
     digest = hashlib.sha256(array("i", prompt).tobytes())
     digest.update(repr(params.grammar).encode())
     return digest.hexdigest()[:16]
+
+
+def poison_error(times: int) -> InvalidRequestError:
+    return InvalidRequestError(f"this request was running when the model process crashed {times} times; "
+                               "it is refused (poison request)")
 
 
 def describe_exit(code: int | None) -> str:
@@ -71,7 +76,14 @@ class _Run:
     fault: Fault | None
     owner: IsolatedEngine
     sent: bool = False  # to the current child
-    started: bool = False
+    accepted: bool = False  # the child built its sampler and queued it
+    started: bool = False  # in a slot: decoding
+
+    @property
+    def blamed(self) -> bool:
+        """Could it have caused a crash of its child: running native code (decoding, or compiling its grammar)?
+        A request waiting in the child's queue could not."""
+        return self.started or not self.accepted
 
     def cancel(self) -> None:
         self.owner._cancel(self)
@@ -181,8 +193,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         if self._crashes.get(fp, 0) >= POISON_CRASHES:
             log.warning("refused a request that was in flight when the model process of %s crashed %d times "
                         "(fingerprint %s)", self._name, self._crashes[fp], fp)
-            raise InvalidRequestError(
-                f"this request crashed the model process {self._crashes[fp]} times; it is refused (poison request)")
+            raise poison_error(self._crashes[fp])
         check, cid = _Check(prompt, params, fp), next(self._ids)
         deadline = time.monotonic() + CHECK_TIMEOUT
         while True:
@@ -277,8 +288,12 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             elif kind == STARTED:
                 run = self._runs.get(entry[1])
                 if run is not None:
-                    run.started = True
+                    run.started = run.accepted = True
                     run.sink(Started(entry[2]))
+            elif kind == ACCEPTED:
+                run = self._runs.get(entry[1])
+                if run is not None:
+                    run.accepted = True
             elif kind == DONE or kind == FAILED:
                 with self._lock:
                     run = self._runs.pop(entry[1], None)
@@ -349,17 +364,16 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self.crashes += 1
             victims = [r for r in self._runs.values() if r.sent]
             checks, self._checks = list(self._checks.values()), {}
-            for fp in {r.fingerprint for r in victims} | {c.fingerprint for c in checks}:
+            for fp in {r.fingerprint for r in victims if r.blamed} | {c.fingerprint for c in checks}:
                 self._crashes[fp] = self._crashes.pop(fp, 0) + 1
                 while len(self._crashes) > REMEMBERED_CRASHES:
                     self._crashes.popitem(last=False)
             for run in victims:
-                run.sent = False
+                run.sent = run.accepted = False
                 if run.started:
                     failed.append((run, error))
-                elif self._crashes[run.fingerprint] >= POISON_CRASHES:
-                    failed.append((run, InvalidRequestError(
-                        "this request crashed the model process twice; it is refused (poison request)")))
+                elif (times := self._crashes.get(run.fingerprint, 0)) >= POISON_CRASHES:
+                    failed.append((run, poison_error(times)))
             for run, _ in failed:
                 del self._runs[run.rid]
         log.error("the model process of %s (pid %d) %s with %d generations in flight (%d failed, the rest "

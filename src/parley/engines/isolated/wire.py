@@ -11,7 +11,7 @@ from __future__ import annotations
 from ... import errors
 from .. import base
 
-STARTED, SAMPLED, DONE, FAILED, CHECKED, STATS, READY = range(7)
+STARTED, SAMPLED, DONE, FAILED, CHECKED, STATS, READY, ACCEPTED = range(8)
 
 ErrorPayload = tuple[str, str]  # (ParleyError subclass name, message)
 
