@@ -260,3 +260,32 @@ def test_an_mlx_model_runs_in_its_own_process_too(start_server):
     assert crash.status_code == 500 and CRASHED in crash.json()["error"]["message"], crash.text
     assert httpx.post(server.url + URL, json=hello, timeout=60).status_code == 200
     assert server.health()["models"]["tiny-qwen2-mlx"]["restarts"] == 1
+
+
+def test_a_model_that_no_longer_loads_fails_its_requests_and_is_retried_later(start_server, tmp_path):
+    import shutil
+
+    from parley.models.packaged import SMOLLM2_135M
+    from parley.settings import Settings
+
+    models = tmp_path / "models"
+    models.mkdir()
+    gguf = models / "tiny.gguf"
+    shutil.copy(SMOLLM2_135M.gguf_path(Settings().cache_dir), gguf)
+    server = start_server("--models-dir", str(models))
+    tiny = {"model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    assert httpx.post(server.url + URL, json=tiny, timeout=120).status_code == 200
+    pid = server.health()["models"]["tiny"]["pid"]
+    gguf.rename(models / "away")  # the file a restart would load is gone
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while server.health()["models"]["tiny"]["crashes"] == 0:  # seen: no request can go to the dead process
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    failed = httpx.post(server.url + URL, json=tiny, timeout=60)
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "api_error", failed.text
+    assert "could not be restarted" in failed.json()["error"]["message"], failed.text
+    (models / "away").rename(gguf)
+    again = httpx.post(server.url + URL, json=tiny, timeout=60)  # the next request tries again
+    assert again.status_code == 200, again.text
+    assert server.health()["models"]["tiny"]["restarts"] == 1

@@ -9,61 +9,31 @@ the RSS ceiling is replaced the same way, but between requests: new ones wait un
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
-import multiprocessing
-import signal
 import threading
 import time
-from array import array
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import psutil
 
 from ...chat.params import SamplingParams
-from ...errors import EngineError, InvalidRequestError, ParleyError
+from ...errors import EngineError, ParleyError
 from ..base import Done, Sink, SpeaksThroughVocabulary, Started, Vocabulary
-from . import child as child_main
 from .faults import Fault, find_fault
+from .poison import CrashLedger, fingerprint
+from .process import ModelProcess, describe_exit
 from .spec import EngineSpec
-from .wire import ACCEPTED, CHECKED, DONE, FAILED, READY, SAMPLED, STARTED, STATS, decode_error, decode_sampled
+from .wire import ACCEPTED, CHECKED, DONE, FAILED, SAMPLED, STARTED, STATS, decode_error, decode_sampled
 
 log = logging.getLogger(__name__)
 
-POISON_CRASHES = 2  # a request in flight in this many crashes is refused afterwards
-REMEMBERED_CRASHES = 1024  # fingerprints kept (least recently crashed forgotten first)
-CLOSE_TIMEOUT = 35.0  # the child's own close waits up to 30 s for a decode step
 CHECK_TIMEOUT = 600.0  # a check waits this long for a (re)starting child
 
 
 class ModelCrashedError(EngineError):
     """The model's process died under a generation that had started."""
-
-
-def fingerprint(prompt: list[int], params: SamplingParams) -> str:
-    """The request as the engine sees it: rendered prompt and constraints."""
-    digest = hashlib.sha256(array("i", prompt).tobytes())
-    digest.update(repr(params.grammar).encode())
-    return digest.hexdigest()[:16]
-
-
-def poison_error(times: int) -> InvalidRequestError:
-    return InvalidRequestError(f"this request was running when the model process crashed {times} times; "
-                               "it is refused (poison request)")
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "stopped responding"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with status {code}"
 
 
 @dataclass(eq=False)
@@ -100,67 +70,6 @@ class _Check:
     result: Future[None] = field(default_factory=Future)
 
 
-class _Child:
-    """One process, its pipe, and a sender thread (so that submitting never blocks the caller)."""
-
-    def __init__(self, spec: EngineSpec) -> None:
-        ctx = multiprocessing.get_context("spawn")  # the API process has threads: never fork it
-        self.conn, theirs = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=child_main.serve, args=(spec, theirs), name="parley-model", daemon=True)
-        self.process.start()
-        theirs.close()  # the child's end lives only in the child: its death is an EOF here
-        self.planned_exit = False
-        self.info: dict = {}
-        self._queue: list[tuple] = []
-        self._cond = threading.Condition()
-
-    def wait_ready(self) -> dict:
-        try:
-            message = self.conn.recv()
-        except (EOFError, OSError):
-            self.process.join(5)
-            raise EngineError(f"the model process {describe_exit(self.process.exitcode)} while loading") from None
-        _, info, error = message[0]
-        assert message[0][0] == READY
-        if error is not None:
-            self.process.join(5)
-            raise decode_error(error)
-        self.info = info
-        threading.Thread(target=self._send_loop, name="parley-model-send", daemon=True).start()
-        return info
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid or 0
-
-    def send(self, command: tuple) -> None:
-        with self._cond:
-            self._queue.append(command)
-            self._cond.notify()
-
-    def _send_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                commands, self._queue = self._queue, []
-            for command in commands:
-                try:
-                    self.conn.send(command)
-                except OSError:  # the child is gone; the reader handles that
-                    return
-                if command[0] == "close":
-                    return
-
-    def stop(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        self.planned_exit = True
-        self.send(("close",))
-        self.process.join(timeout)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join(5)
-
-
 class IsolatedEngine(SpeaksThroughVocabulary):
     """The Engine protocol, with the model in a child process (see the module's docstring)."""
 
@@ -175,11 +84,11 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         self._ids = itertools.count(1)
         self._runs: dict[int, _Run] = {}  # not yet ended, whether sent to the child or held back
         self._checks: dict[int, _Check] = {}  # sent to the child, not yet answered
-        self._crashes: OrderedDict[str, int] = OrderedDict()  # fingerprint → crashes it was in flight for
+        self._ledger = CrashLedger()
         self._figures: dict[str, int] = {}  # the child's last engine stats
         self._accepting = threading.Event()  # the child takes new work (not starting, restarting, draining)
         self._recycling = False
-        self._down = False  # the last restart failed
+        self._down: str | None = None  # why the last restart failed
         self._closing = False
         self.restarts = 0
         self.crashes = 0
@@ -190,17 +99,20 @@ class IsolatedEngine(SpeaksThroughVocabulary):
     # ---- the Engine protocol (any thread)
     def check(self, prompt: list[int], params: SamplingParams) -> None:
         fp = fingerprint(prompt, params)
-        if self._crashes.get(fp, 0) >= POISON_CRASHES:
-            log.warning("refused a request that was in flight when the model process of %s crashed %d times "
-                        "(fingerprint %s)", self._name, self._crashes[fp], fp)
-            raise poison_error(self._crashes[fp])
+        if (refusal := self._ledger.refusal(fp)) is not None:
+            log.warning("refused a request of %s (fingerprint %s): %s", self._name, fp, refusal.message)
+            raise refusal
         check, cid = _Check(prompt, params, fp), next(self._ids)
         deadline = time.monotonic() + CHECK_TIMEOUT
+        revived = False
         while True:
             with self._lock:
                 if self._closing:
                     raise EngineError("the model is being unloaded")
-                self._revive()
+                if self._down is not None:
+                    if revived:  # the restart this request asked for failed too
+                        raise EngineError(f"the model process could not be restarted: {self._down}")
+                    revived = self._revive()
                 if self._accepting.is_set():
                     self._checks[cid] = check
                     self._child.send(("check", cid, prompt, params))
@@ -237,11 +149,13 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             close_vocab()
 
     # ---- internals
-    def _revive(self) -> None:
+    def _revive(self) -> bool:
         """(under the lock) After a failed restart, the next request tries again."""
-        if self._down and not self._closing:
-            self._down = False
-            threading.Thread(target=self._restart, name="parley-model-restart", daemon=True).start()
+        if self._down is None or self._closing:
+            return False
+        self._down = None
+        threading.Thread(target=self._restart, name="parley-model-restart", daemon=True).start()
+        return True
 
     def _fault(self, prompt: list[int]) -> Fault | None:
         if not self._fault_injection:
@@ -249,7 +163,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         return find_fault(b"".join(self.token_bytes(t) for t in prompt))
 
     def _start(self) -> None:
-        child = _Child(self._spec)
+        child = ModelProcess(self._spec)
         child.wait_ready()
         log.info("model %s runs in process %d", self._name, child.pid)
         self._child, self._figures = child, child.info["stats"]
@@ -267,7 +181,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         if held:
             run.sink(Done())
 
-    def _read(self, child: _Child) -> None:
+    def _read(self, child: ModelProcess) -> None:
         """The reader thread of one child: dispatches its messages until it exits, then handles the exit."""
         try:
             while True:
@@ -339,7 +253,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self._child.send(("close",))
 
     # ---- the child's end
-    def _exited(self, child: _Child) -> None:
+    def _exited(self, child: ModelProcess) -> None:
         with self._lock:
             self._accepting.clear()
             if self._closing:
@@ -364,16 +278,13 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self.crashes += 1
             victims = [r for r in self._runs.values() if r.sent]
             checks, self._checks = list(self._checks.values()), {}
-            for fp in {r.fingerprint for r in victims if r.blamed} | {c.fingerprint for c in checks}:
-                self._crashes[fp] = self._crashes.pop(fp, 0) + 1
-                while len(self._crashes) > REMEMBERED_CRASHES:
-                    self._crashes.popitem(last=False)
+            self._ledger.record([r.fingerprint for r in victims if r.blamed] + [c.fingerprint for c in checks])
             for run in victims:
                 run.sent = run.accepted = False
                 if run.started:
                     failed.append((run, error))
-                elif (times := self._crashes.get(run.fingerprint, 0)) >= POISON_CRASHES:
-                    failed.append((run, poison_error(times)))
+                elif (refusal := self._ledger.refusal(run.fingerprint)) is not None:
+                    failed.append((run, refusal))
             for run, _ in failed:
                 del self._runs[run.rid]
         log.error("the model process of %s (pid %d) %s with %d generations in flight (%d failed, the rest "
@@ -385,14 +296,14 @@ class IsolatedEngine(SpeaksThroughVocabulary):
 
     def _restart(self) -> None:
         try:
-            child = _Child(self._spec)
+            child = ModelProcess(self._spec)
             child.wait_ready()
         except Exception as exc:  # the model no longer loads (file gone, memory): its requests fail, not hang
             why = exc.message if isinstance(exc, ParleyError) else str(exc)
             log.error("the model process of %s could not be restarted: %s", self._name, why)
             with self._lock:
                 held, self._runs = list(self._runs.values()), {}
-                self._down = True
+                self._down = why
             for run in held:
                 run.sink(EngineError(f"the model process could not be restarted: {why}"))
             return
