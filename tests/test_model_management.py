@@ -11,11 +11,13 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anthropic
 import httpx
+import psutil
 import pytest
 
 from conftest import QWEN, SMOL
@@ -186,9 +188,16 @@ def test_per_model_n_ctx_from_the_config(managed):
 def test_least_recently_used_model_makes_room(start_server, setup_dir):
     server = start_server("--model", str(setup_dir["other"]), max_loaded_models="1", n_threads="1")
     client = server.client()
+    pids = []
     for model_id in (SMOL, "other-smol", SMOL):
         client.messages.create(model=model_id, max_tokens=2, messages=HI)
         assert list(server.health()["models"]) == [model_id]
+        pids.append(server.health()["models"][model_id]["pid"])
+    # An unloaded model's process is stopped once it has surely been idle for the grace period (10 s).
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(pid) for pid in pids[:2]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [psutil.pid_exists(pid) for pid in pids] == [False, False, True]
 
 
 class _Engine(ScriptedEngine):
@@ -198,6 +207,14 @@ class _Engine(ScriptedEngine):
 
     def close(self) -> None:
         self.closed = True
+
+
+async def closed(engine: _Engine) -> None:
+    for _ in range(200):
+        if engine.closed:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the engine was not closed")
 
 
 def test_busy_models_stay_and_idle_ones_expire(monkeypatch, setup_dir, smol_file):
@@ -215,12 +232,14 @@ def test_busy_models_stay_and_idle_ones_expire(monkeypatch, setup_dir, smol_file
         registry.maintain()
         assert sorted(registry.loaded) == sorted(["other-smol", SMOL]) and not engines["other-smol"].closed
         busy.release()
-        registry.maintain()  # evicted later, once idle
-        assert list(registry.loaded) == [SMOL] and engines["other-smol"].closed and not engines[SMOL].closed
+        registry.maintain()  # evicted later, once idle (closed on a thread of its own)
+        await closed(engines["other-smol"])
+        assert list(registry.loaded) == [SMOL] and not engines[SMOL].closed
         also_busy.release()
         await asyncio.sleep(0.3)
         registry.maintain()  # idle past the TTL
-        assert registry.loaded == {} and engines[SMOL].closed
+        await closed(engines[SMOL])
+        assert registry.loaded == {}
         registry.close()
 
     asyncio.run(scenario())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -228,7 +229,8 @@ class ModelRegistry:
         waiting = []
         for runner, used in self._retired:
             if runner.admitted == 0 and runner.active_generations == 0 and now - used >= GRACE_SECONDS:
-                runner.close()
+                # Off the event loop: stopping a model's process takes a moment that other streams should not wait.
+                threading.Thread(target=runner.close, name="parley-unload", daemon=True).start()
             else:
                 waiting.append((runner, now if runner.admitted else used))
         self._retired = waiting

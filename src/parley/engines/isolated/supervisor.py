@@ -248,7 +248,8 @@ class IsolatedEngine(SpeaksThroughVocabulary):
 
     def _drained(self) -> None:
         """(under the lock) Once nothing runs in a child being replaced, close it: its reader restarts it."""
-        if self._recycling and not any(r.sent for r in self._runs.values()) and not self._checks:
+        if (self._recycling and not self._child.planned_exit and not self._checks
+                and not any(r.sent for r in self._runs.values())):
             self._child.planned_exit = True
             self._child.send(("close",))
 
