@@ -27,6 +27,10 @@ class CrashLedger:
     def __init__(self) -> None:
         self._counts: OrderedDict[str, int] = OrderedDict()
 
+    def __bool__(self) -> bool:
+        """Whether any crash is on record (until then no request needs hashing)."""
+        return bool(self._counts)
+
     def record(self, fingerprints: Iterable[str]) -> None:
         for fp in set(fingerprints):
             self._counts[fp] = self._counts.pop(fp, 0) + 1

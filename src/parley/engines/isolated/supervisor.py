@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import psutil
 
@@ -36,13 +37,23 @@ class ModelCrashedError(EngineError):
     """The model's process died under a generation that had started."""
 
 
+class _Request:
+    """A prompt and its constraints; hashed only when a crash or the poison rule needs it."""
+
+    prompt: list[int]
+    params: SamplingParams
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return fingerprint(self.prompt, self.params)
+
+
 @dataclass(eq=False)
-class _Run:
+class _Run(_Request):
     rid: int
     prompt: list[int]
     params: SamplingParams
     sink: Sink
-    fingerprint: str
     fault: Fault | None
     owner: IsolatedEngine
     sent: bool = False  # to the current child
@@ -63,10 +74,9 @@ class _Run:
 
 
 @dataclass(eq=False)
-class _Check:
+class _Check(_Request):
     prompt: list[int]
     params: SamplingParams
-    fingerprint: str
     result: Future[None] = field(default_factory=Future)
 
 
@@ -98,11 +108,11 @@ class IsolatedEngine(SpeaksThroughVocabulary):
 
     # ---- the Engine protocol (any thread)
     def check(self, prompt: list[int], params: SamplingParams) -> None:
-        fp = fingerprint(prompt, params)
-        if (refusal := self._ledger.refusal(fp)) is not None:
-            log.warning("refused a request of %s (fingerprint %s): %s", self._name, fp, refusal.message)
+        check, cid = _Check(prompt, params), next(self._ids)
+        if self._ledger and (refusal := self._ledger.refusal(check.fingerprint)) is not None:
+            log.warning("refused a request of %s (fingerprint %s): %s", self._name, check.fingerprint,
+                        refusal.message)
             raise refusal
-        check, cid = _Check(prompt, params, fp), next(self._ids)
         deadline = time.monotonic() + CHECK_TIMEOUT
         revived = False
         while True:
@@ -123,7 +133,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         check.result.result()
 
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink) -> _Run:
-        run = _Run(next(self._ids), prompt, params, sink, fingerprint(prompt, params), self._fault(prompt), self)
+        run = _Run(next(self._ids), prompt, params, sink, self._fault(prompt), self)
         with self._lock:
             if self._closing:
                 raise EngineError("the model is being unloaded")
@@ -165,11 +175,20 @@ class IsolatedEngine(SpeaksThroughVocabulary):
     def _start(self) -> None:
         child = ModelProcess(self._spec)
         child.wait_ready()
-        log.info("model %s runs in process %d", self._name, child.pid)
+        with self._lock:
+            self._attach(child)
+
+    def _attach(self, child: ModelProcess) -> None:
+        """(under the lock) A loaded child takes over: read from it, send it what was held, accept new work."""
         self._child, self._figures = child, child.info["stats"]
         self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
         self._reader.start()
+        for run in self._runs.values():  # held while there was no child, in arrival order
+            run.sent = True
+            child.send(run.command())
         self._accepting.set()
+        log.info("model %s runs in process %d%s", self._name, child.pid,
+                 f" (restart {self.restarts})" if self.restarts else "")
 
     def _cancel(self, run: _Run) -> None:
         with self._lock:
@@ -312,14 +331,6 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             if self._closing:
                 child.stop()
                 return
-            self._child = child
-            self._figures = child.info["stats"]
             self.restarts += 1
             self._recycling = False
-            self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
-            self._reader.start()
-            for run in self._runs.values():  # held while there was no child, in arrival order
-                run.sent = True
-                child.send(run.command())
-            self._accepting.set()
-        log.info("model %s runs in process %d (restart %d)", self._name, child.pid, self.restarts)
+            self._attach(child)
