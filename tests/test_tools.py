@@ -103,12 +103,21 @@ PROMPTS = [
 
 
 def test_tool_choice_any_always_returns_schema_valid_calls(client):
-    """Sampled at temperature 1 on purpose: validity must not depend on the model behaving."""
+    """Sampled at temperature 1 on purpose: validity must not depend on the model behaving. A sampled email
+    body may legitimately run past `max_tokens` (seen once in CI): such a call is cut short, as the real API
+    cuts it, so it is checked for that shape; every call that ended must validate, and most must end."""
+    truncated = []
     for prompt in PROMPTS:
-        message = client.messages.create(model=QWEN, max_tokens=400, tools=TOOLS, tool_choice={"type": "any"},
+        message = client.messages.create(model=QWEN, max_tokens=600, tools=TOOLS, tool_choice={"type": "any"},
                                          messages=[{"role": "user", "content": prompt}])
+        if message.stop_reason == "max_tokens":
+            assert [b.type for b in message.content][-1] == "tool_use", message.content
+            assert message.usage.output_tokens == 600
+            truncated.append(prompt)
+            continue
         assert message.stop_reason == "tool_use", (prompt, message.content)
         _assert_valid_calls(message)
+    assert len(truncated) <= 2, truncated
 
 
 def test_tool_choice_tool_forces_the_named_tool(client):
@@ -204,7 +213,7 @@ def test_history_renders_in_the_templates_native_format():
 
     path = QWEN_CODER_05B.gguf_path(Settings().cache_dir)
     template_source = Llama(str(path), vocab_only=True, verbose=False).metadata["tokenizer.chat_template"]
-    from parley.chat.template import ChatTemplate
+    from parley.core.template import ChatTemplate
 
     request = MessagesRequest(model=QWEN, max_tokens=5, tools=TOOLS, messages=_loop_messages(True))
     prompt = ChatTemplate(template_source).render(to_conversation(request))
