@@ -94,7 +94,7 @@ def main() -> None:
     path = registry.resolve(args.model).locate(settings.cache_dir)
     parley = bench_parley(args.model, args.tokens, args.threads)
     # The same rendered prompt parley sends, so both prefill the same tokens.
-    from parley.chat.messages import ChatMessage, Conversation
+    from parley.core.messages import ChatMessage, Conversation
     from parley.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(path, n_ctx=4096, n_threads=args.threads)

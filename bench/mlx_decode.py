@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from parley.chat.messages import ChatMessage, Conversation
-from parley.chat.params import SamplingParams
+from parley.core.messages import ChatMessage, Conversation
+from parley.core.params import SamplingParams
 from parley.engines.sync import generate
 from parley.models.packaged import QWEN_CODER_05B
 from parley.settings import Settings

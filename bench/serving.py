@@ -34,8 +34,8 @@ from pathlib import Path
 
 import httpx
 
-from parley.chat.messages import ChatMessage, Conversation
-from parley.chat.template import ChatTemplate
+from parley.core.messages import ChatMessage, Conversation
+from parley.core.template import ChatTemplate
 from parley.models.registry import ModelRegistry
 from parley.settings import Settings
 

@@ -25,16 +25,17 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, python: str = sys.executable,
+                 start_timeout: float = 120) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log
         self._log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "parley.cli", "serve", "--port", str(self.port), *args],
+            [python, "-m", "parley.cli", "serve", "--port", str(self.port), *args],
             env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
@@ -68,9 +69,10 @@ class Server:
 def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def start(*args: str, **env: str) -> Server:
+    def start(*args: str, python: str = sys.executable, start_timeout: float = 120, **env: str) -> Server:
+        """A `parley serve` process (with another venv's `python` if given); `env` as PARLEY_* variables."""
         log = tmp_path_factory.mktemp("server") / "server.log"
-        server = Server(list(args), {f"PARLEY_{k.upper()}": v for k, v in env.items()}, log)
+        server = Server(list(args), {f"PARLEY_{k.upper()}": v for k, v in env.items()}, log, python, start_timeout)
         servers.append(server)
         return server
 

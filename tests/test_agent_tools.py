@@ -66,8 +66,8 @@ def test_agent_tools_compile_into_a_grammar_that_constrains(kind):
 
     from parley.api.anthropic.protocol import MessagesRequest
     from parley.api.anthropic.translate import to_conversation, to_tool_choice
-    from parley.chat.params import SamplingParams
     from parley.chat.tools import ToolPlan
+    from parley.core.params import SamplingParams
     from parley.engines.llamacpp import LlamaCppEngine
     from parley.engines.sync import generate
     from parley.models.packaged import SMOLLM2_135M

@@ -31,8 +31,9 @@ import json, logging, sys
 import llama_cpp
 from llama_cpp._internals import LlamaModel, LlamaSampler
 from llama_cpp._logger import set_verbose
-from parley.chat.messages import ToolSpec
-from parley.chat.tools import ToolChoice, ToolPlan
+from parley.core.messages import ToolSpec
+from parley.chat.tools import ToolPlan
+from parley.core.tools import ToolChoice
 from parley.engines.llamacpp.sampling import add_grammar
 from parley.errors import ParleyError
 from parley.models.packaged import SMOLLM2_135M
@@ -266,8 +267,9 @@ import ctypes, json, sys, threading, time
 import llama_cpp
 from llama_cpp._internals import LlamaModel, LlamaSampler
 from llama_cpp._logger import set_verbose
-from parley.chat.messages import ToolSpec
-from parley.chat.tools import ToolChoice, ToolPlan
+from parley.core.messages import ToolSpec
+from parley.chat.tools import ToolPlan
+from parley.core.tools import ToolChoice
 from parley.engines.llamacpp.sampling import add_grammar
 from parley.models.packaged import SMOLLM2_135M
 from parley.settings import Settings
@@ -368,7 +370,7 @@ def test_bounds_the_grammar_drops_are_checked_after_parsing(caplog):
     """A bound too large to write flat leaves the grammar, so the parsed input is checked against the full
     schema: a violation is logged (with the request id, by the log filter), an input within it is not."""
     from parley.chat.call_check import CallChecker
-    from parley.chat.messages import ToolSpec
+    from parley.core.messages import ToolSpec
 
     schema = {"type": "object", "properties": {"content": {"type": "string", "maxLength": 524288},
                                                "n": {"type": "integer", "maximum": 9007199254740991}},

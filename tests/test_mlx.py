@@ -157,7 +157,7 @@ def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_
     out = subprocess.run([sys.executable, "-m", "parley.cli", "models", "--models-dir", str(mlx_dir.parent)],
                          capture_output=True, text=True, check=True, env=env).stdout
     row = next(line for line in out.splitlines() if line.startswith(MLX))
-    assert "unavailable: the MLX engine is not installed" in row and "parley[mlx]" in row
+    assert "unavailable: the mlx engine is not installed" in row and "parley[mlx]" in row
     previous = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]
     try:
@@ -202,7 +202,7 @@ def test_lazy_grammar_engages_at_the_trigger(mlx_dir):
     import mlx.core as mx
     import numpy as np
 
-    from parley.chat.messages import ToolSpec
+    from parley.core.messages import ToolSpec
     from parley.engines.mlx import MlxEngine
     from parley.engines.mlx.grammar import GrammarProcessor
     from parley.grammar.tool_grammar import lazy_grammar

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import pytest
 
-from parley.chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from parley.chat.messages import ToolSpec
-from parley.chat.tools import ToolChoice, ToolPlan
+from parley.chat.tools import ToolPlan
+from parley.core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from parley.core.messages import ToolSpec
+from parley.core.tools import ToolChoice
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
 from parley.parsers.infer import (
     HERMES_FORMAT,

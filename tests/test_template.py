@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from parley.chat.messages import ChatMessage, Conversation
-from parley.chat.template import ChatTemplate, fold_system_turns
+from parley.core.messages import ChatMessage, Conversation
+from parley.core.template import ChatTemplate, fold_system_turns
 from parley.errors import InvalidRequestError
 
 HELPERS = (

@@ -6,7 +6,7 @@ import anthropic
 import pytest
 
 from conftest import SMOL
-from parley.chat.events import TextDelta, ThinkingDelta, ThinkingEnd
+from parley.core.events import TextDelta, ThinkingDelta, ThinkingEnd
 from parley.parsers.think import ThinkParser
 
 QWEN_THINK, SMOL_THINK = "qwen2.5-0.5b-think", "smollm2-think"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from .engines.registry import ENGINE_CHOICES
 from .settings import Settings
 
 
@@ -27,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--threads", dest="n_threads", type=int, help=fields["n_threads"].description)
             cmd.add_argument("--max-queue", type=int, help=fields["max_queue"].description)
             cmd.add_argument("--parallel", type=int, help=fields["parallel"].description)
-            cmd.add_argument("--engine", choices=["auto", "llamacpp", "mlx"], help=fields["engine"].description)
+            cmd.add_argument("--engine", choices=ENGINE_CHOICES, help=fields["engine"].description)
+            cmd.add_argument("--vllm-args", type=json.loads, help=fields["vllm_args"].description)
             cmd.add_argument("--preload", action="store_true", default=None, help=fields["preload"].description)
             cmd.add_argument("--max-loaded-models", type=int, help=fields["max_loaded_models"].description)
             cmd.add_argument("--model-ttl", dest="model_ttl_seconds", type=float,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,15 @@ class Settings(BaseSettings):
     """Descriptions double as CLI help (see cli.py)."""
 
     model_config = SettingsConfigDict(env_prefix="PARLEY_", env_nested_delimiter="__")
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, name: str) -> str:
+        from .engines.registry import ENGINE_CHOICES
+
+        if name not in ENGINE_CHOICES:
+            raise ValueError(f"unknown engine {name!r}; one of {', '.join(ENGINE_CHOICES)}")
+        return name
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(10240, description="Port to bind.")
@@ -34,8 +43,12 @@ class Settings(BaseSettings):
     n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
-    engine: Literal["auto", "llamacpp", "mlx"] = Field(
-        "auto", description="Inference engine: auto picks llama.cpp for GGUF files and MLX for model directories.")
+    engine: str = Field(
+        "auto", description="Inference engine: auto picks llama.cpp for GGUF files and, for model directories, "
+                            "MLX where it is installed, else vLLM.")
+    vllm_args: dict[str, Any] = Field(
+        default_factory=dict, description="vLLM engine arguments as JSON, passed unchanged to AsyncEngineArgs: "
+                                          '\'{"tensor_parallel_size": 4, "dtype": "bfloat16"}\'.')
     parallel: int = Field(
         4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
     prefill_chunk: int = Field(

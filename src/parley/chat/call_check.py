@@ -14,7 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from .messages import ToolSpec
+from ..core.messages import ToolSpec
 
 log = logging.getLogger(__name__)
 

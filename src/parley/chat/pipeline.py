@@ -10,13 +10,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from ..engines._bridge import Admission, EngineRunner
-from ..engines.base import Engine, Sampled, Started
-from ..errors import InvalidRequestError
-from ..parsers.think import ThinkParser
-from .call_check import CallChecker
-from .decode import Utf8Stream
-from .events import (
+from ..core.events import (
     Event,
     Finish,
     PromptCached,
@@ -29,9 +23,16 @@ from .events import (
     ToolCallEnd,
     ToolCallStart,
 )
-from .messages import Conversation
-from .params import GrammarConstraint, SamplingParams
-from .reasoning import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
+from ..core.messages import Conversation
+from ..core.params import GrammarConstraint, SamplingParams
+from ..core.thinking import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
+from ..engines.base import Engine, Sampled, Started
+from ..engines.features import fit_to_engine
+from ..engines.runner import Admission, EngineRunner
+from ..errors import InvalidRequestError
+from ..parsers.think import ThinkParser
+from .call_check import CallChecker
+from .decode import Utf8Stream
 from .stops import StopMatcher
 from .tool_fallback import template_supports_tools, with_tools_in_text
 from .tools import ToolChoice, ToolPlan
@@ -109,6 +110,7 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
         params = dataclasses.replace(params, grammar=grammar)
     if plan.reasons:
         params = dataclasses.replace(params, reasoning_budget=budget_for(plan.thinking, text, params.max_tokens))
+    params = fit_to_engine(engine.features, params, runner.engine_name or "this")
     await asyncio.to_thread(engine.check, prompt, params)
     return PreparedChat(prompt, params, runner.admit(), plan, plan.reasons and starts_in_reasoning(text))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .messages import ChatMessage, Conversation
+from ..core.messages import ChatMessage, Conversation
 
 
 def template_supports_tools(template_source: str) -> bool:

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from ..core.messages import ToolSpec
+from ..core.params import GrammarConstraint
+from ..core.tools import ToolChoice
 from ..grammar.tool_grammar import forced_grammar, lazy_grammar
 from ..parsers.infer import OutputParser, infer_tool_format
-from .messages import ToolSpec
-from .params import GrammarConstraint
-
-ChoiceKind = Literal["auto", "any", "tool", "none"]
-MAX_TOOLS = 512  # per request: each tool adds prompt and grammar work
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    kind: ChoiceKind = "auto"
-    name: str | None = None  # kind "tool"
-    parallel: bool = True
 
 
 @dataclass(frozen=True)

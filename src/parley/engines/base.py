@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..chat.params import SamplingParams
-from ..chat.template import ChatTemplate
+from ..core.params import SamplingParams
+from ..core.template import ChatTemplate
+from .features import EngineFeatures
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Engine(Vocabulary, Protocol):
 
     n_ctx: int
     n_slots: int
+    features: EngineFeatures  # checked before a request reaches the engine (features.py)
 
     def check(self, prompt: list[int], params: SamplingParams) -> None:
         """Raise InvalidRequestError when the engine will not run this request (a grammar it cannot compile;

@@ -1,11 +1,16 @@
-"""What `parley models` and the registry need to know of an MLX model directory, from its config files."""
+"""A Hugging Face model directory (config.json + safetensors + tokenizer), as MLX and vLLM open it: what it
+says about itself, from its config files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from .gguf_info import CorruptModelError, GGUFInfo
+from .facts import CorruptModelError, ModelFacts
+
+
+def is_hf_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
 def _chat_template(path: Path) -> str | None:
@@ -18,7 +23,7 @@ def _chat_template(path: Path) -> str | None:
     return None
 
 
-def read_mlx_info(path: Path) -> GGUFInfo:
+def read_hf_facts(path: Path) -> ModelFacts:
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as exc:
@@ -28,6 +33,6 @@ def read_mlx_info(path: Path) -> GGUFInfo:
         raise CorruptModelError("config.json has no model_type")
     quant = config.get("quantization") or config.get("quantization_config") or {}
     bits = quant.get("bits") if isinstance(quant, dict) else None
-    label = f"MLX {bits}-bit" if bits else f"MLX {config.get('torch_dtype', 'f16')}"
+    label = f"{bits}-bit" if bits else str(config.get("torch_dtype") or config.get("dtype") or "f16")
     ctx = config.get("max_position_embeddings")
-    return GGUFInfo(arch, ctx if isinstance(ctx, int) else None, None, _chat_template(path), label)
+    return ModelFacts(arch, ctx if isinstance(ctx, int) else None, None, _chat_template(path), label)

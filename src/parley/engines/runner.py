@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from ..chat.params import SamplingParams
+from ..core.params import SamplingParams
 from ..errors import EngineError, OverloadedError, ParleyError
 from .base import Done, Engine, Item, Sampled, Started
 
@@ -28,8 +28,9 @@ class GenerationStats:
 
 class EngineRunner:
     def __init__(self, engine: Engine, max_queue: int,
-                 on_generation: Callable[[GenerationStats], None] | None = None) -> None:
+                 on_generation: Callable[[GenerationStats], None] | None = None, engine_name: str = "") -> None:
         self.engine = engine
+        self.engine_name = engine_name
         self._on_generation = on_generation
         self._capacity = engine.n_slots + max_queue
         self.admitted = 0  # waiting + running, as the server counts them
@@ -46,8 +47,8 @@ class EngineRunner:
         self.admitted += 1
         return Admission(self)
 
-    def health(self) -> dict[str, int]:
-        return {"active_generations": self.active_generations, "admitted": self.admitted,
+    def health(self) -> dict[str, int | str]:
+        return {"engine": self.engine_name, "active_generations": self.active_generations, "admitted": self.admitted,
                 "tokens_generated": self.tokens_generated, **self.engine.stats()}
 
 

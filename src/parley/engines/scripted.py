@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 
-from ..chat.params import SamplingParams
-from ..chat.template import ChatTemplate
+from ..core.params import SamplingParams
+from ..core.template import ChatTemplate
 from ..errors import EngineError
 from .base import Done, Generation, Sampled, Sink, Started
+from .features import EngineFeatures
 
 END = -1
 
@@ -26,6 +27,7 @@ class ScriptedEngine:
     after that many pieces, as a failed llama_decode would."""
 
     n_slots = 1
+    features = EngineFeatures(forced_reasoning_close=True, lazy_grammar=True, logprobs=True)  # it replays
 
     def __init__(self, pieces: list[bytes], fail_after: int | None = None, n_ctx: int = 4096) -> None:
         self._pieces = pieces

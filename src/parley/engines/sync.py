@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterator
 
-from ..chat.params import SamplingParams
+from ..core.params import SamplingParams
 from .base import Done, Engine, Item, Sampled, Started
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..chat.params import GrammarConstraint
+from ..core.params import GrammarConstraint
 from ..errors import InvalidRequestError
 from .converter import schema_to_gbnf
 from .limits import grammar_problem

@@ -14,8 +14,8 @@ import logging
 import re
 from typing import Any
 
-from ..chat.messages import ToolSpec
-from ..chat.params import GrammarConstraint
+from ..core.messages import ToolSpec
+from ..core.params import GrammarConstraint
 from ..parsers.tool_calls import CallSyntax
 from .converter import schema_to_gbnf
 from .limits import grammar_problem

@@ -6,6 +6,10 @@
 
     [models."smollm2-135m-instruct"]
     n_ctx = 2048
+
+    [models."qwen2.5-7b"]              # a model directory, on vLLM with 4 GPUs
+    engine = "vllm"
+    vllm = { tensor_parallel_size = 4 }
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import tomllib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
-# Settings a model table may override, with their types.
+from ..engines.registry import ENGINE_CHOICES
+
+# Settings a model table may override, with their types; `vllm` is a table of vLLM engine arguments.
 MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float, "parallel": int,
-                                "prefill_chunk": int, "max_model_rss_mb": float}
+                                "prefill_chunk": int, "max_model_rss_mb": float, "engine": str, "vllm": dict}
 
 
 class ConfigError(ValueError):
@@ -31,7 +38,7 @@ def is_pattern(name: str) -> bool:
 @dataclass(frozen=True)
 class ModelsConfig:
     aliases: dict[str, str] = field(default_factory=dict)  # in file order: the first matching pattern wins
-    models: dict[str, dict[str, int | float]] = field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def alias_target(self, name: str) -> str | None:
         """Exact alias names first, then patterns in file order."""
@@ -45,7 +52,7 @@ class ModelsConfig:
     def listable_aliases(self) -> dict[str, str]:
         return {name: target for name, target in self.aliases.items() if not is_pattern(name)}
 
-    def overrides(self, model_id: str) -> dict[str, int | float]:
+    def overrides(self, model_id: str) -> dict[str, Any]:
         return dict(self.models.get(model_id, {}))
 
 
@@ -63,7 +70,7 @@ def load_config(path: Path | None) -> ModelsConfig:
     aliases = data.get("aliases", {})
     if not isinstance(aliases, dict) or not all(isinstance(v, str) and v for v in aliases.values()):
         raise ConfigError(f"config {path}: [aliases] maps names or patterns to model ids (strings)")
-    models: dict[str, dict[str, int | float]] = {}
+    models: dict[str, dict[str, Any]] = {}
     for model_id, table in data.get("models", {}).items():
         if not isinstance(table, dict):
             raise ConfigError(f"config {path}: [models.\"{model_id}\"] must be a table")
@@ -71,7 +78,9 @@ def load_config(path: Path | None) -> ModelsConfig:
             kind = MODEL_KEYS.get(key)
             if kind is None:
                 raise ConfigError(f"config {path}: models.\"{model_id}\".{key} is not one of {sorted(MODEL_KEYS)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+            if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
                 raise ConfigError(f"config {path}: models.\"{model_id}\".{key} must be {kind.__name__}")
+            if key == "engine" and value not in ENGINE_CHOICES:
+                raise ConfigError(f"config {path}: models.\"{model_id}\".engine must be one of {ENGINE_CHOICES}")
         models[model_id] = dict(table)
     return ModelsConfig(dict(aliases), models)

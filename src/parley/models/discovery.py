@@ -1,5 +1,6 @@
-"""Finding models: the embedded defaults, explicit paths, a models directory, the HF cache. GGUF files are
-served by llama.cpp; MLX / Hugging Face model directories (config.json + safetensors) by MLX."""
+"""Finding models: the embedded defaults, explicit paths, a models directory, the HF cache. Each is a GGUF file
+or a Hugging Face model directory (config.json + safetensors); engines/registry.py says which engine serves
+which format."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..engines.hf_dir import is_hf_dir
 from .packaged import PACKAGED_MODELS, PackagedModel
 
 
@@ -22,7 +24,7 @@ class ModelEntry:
     path: Path | None = None  # the file whose header describes the model (an embedded one's first part)
     size: int | None = None  # bytes of the whole GGUF
     target: str | None = None  # for an alias: the id of the model it stands for
-    engine: str = "llamacpp"  # llamacpp (a GGUF file) | mlx (a model directory)
+    format: str = "gguf"  # gguf (a file) | hf-dir (a model directory): a format name of engines/registry.py
 
     def as_alias(self, name: str) -> ModelEntry:
         return replace(self, id=name, display_name=f"{name} → {self.id}", source="alias", target=self.id)
@@ -40,14 +42,10 @@ def file_entry(model_id: str, path: Path, source: str) -> ModelEntry:
     return ModelEntry(model_id, model_id, source, created, lambda _cache, p=path: p, path, size)
 
 
-def is_mlx_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))
-
-
-def mlx_entry(model_id: str, path: Path, source: str) -> ModelEntry:
+def dir_entry(model_id: str, path: Path, source: str) -> ModelEntry:
     size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
     return ModelEntry(model_id, model_id, source, _mtime(path / "config.json"), lambda _cache, p=path: p, path, size,
-                      engine="mlx")
+                      format="hf-dir")
 
 
 def _packaged_entry(model: PackagedModel) -> ModelEntry:
@@ -74,11 +72,11 @@ def scan_hf_cache(root: Path) -> list[ModelEntry]:
         for name, path in files:
             model_id = repo_id if len(files) == 1 else f"{repo_id}:{name}"
             entries.append(file_entry(model_id, path, "hf-cache"))
-        if not files:  # an MLX repo (mlx-community/…): the newest snapshot that holds a whole model
-            snapshots = sorted((p for p in repo_dir.glob("snapshots/*") if is_mlx_dir(p)),
+        if not files:  # a model-directory repo (mlx-community/…, Qwen/…): the newest snapshot that holds a whole model
+            snapshots = sorted((p for p in repo_dir.glob("snapshots/*") if is_hf_dir(p)),
                                key=lambda p: (p / "config.json").stat().st_mtime)
             if snapshots:
-                entries.append(mlx_entry(repo_id, snapshots[-1], "hf-cache"))
+                entries.append(dir_entry(repo_id, snapshots[-1], "hf-cache"))
     return entries
 
 
@@ -90,14 +88,14 @@ def discover(explicit: list[str], models_dir: Path | None, hf_root: Path) -> lis
         path = Path(item).expanduser()
         if path.is_file():
             found.append(file_entry(path.stem, path.resolve(), "path"))
-        elif is_mlx_dir(path):
-            found.append(mlx_entry(path.resolve().name, path.resolve(), "path"))
+        elif is_hf_dir(path):
+            found.append(dir_entry(path.resolve().name, path.resolve(), "path"))
         else:  # an id: only known ones are served
             found += [e for e in hf_entries if e.id == item or e.id.startswith(item + ":")]
     if models_dir and models_dir.is_dir():
         found += [file_entry(p.stem, p.resolve(), "models-dir") for p in sorted(models_dir.rglob("*.gguf"))]
-        found += [mlx_entry(c.parent.name, c.parent.resolve(), "models-dir")
-                  for c in sorted(models_dir.rglob("config.json")) if is_mlx_dir(c.parent)]
+        found += [dir_entry(c.parent.name, c.parent.resolve(), "models-dir")
+                  for c in sorted(models_dir.rglob("config.json")) if is_hf_dir(c.parent)]
     found += hf_entries
     unique: dict[str, ModelEntry] = {}
     for entry in found:

@@ -15,17 +15,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..engines._bridge import EngineRunner, GenerationStats
 from ..engines.base import Engine
+from ..engines.facts import CorruptModelError, ModelFacts
 from ..engines.isolated import EngineSpec, IsolatedEngine
-from ..engines.mlx import mlx_available
+from ..engines.registry import FORMATS, EngineKind, engine_for
+from ..engines.runner import EngineRunner, GenerationStats
 from ..errors import InvalidRequestError, NotFoundError
 from ..settings import Settings
 from .config import ModelsConfig, load_config
 from .discovery import ModelEntry, discover, file_entry, hf_cache_dir, searched_places
-from .gguf_info import CorruptModelError, GGUFInfo, read_info
 from .hub import download, split_hf_id
-from .mlx_info import read_mlx_info
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,15 @@ class ModelRegistry:
         self._pinned: set[str] = set()  # registered engines: cannot be reloaded, so never unloaded
         self._retired: list[tuple[EngineRunner, float]] = []  # out of service, closed once surely unused
         self._loading: dict[str, asyncio.Lock] = {}
-        self._headers: dict[tuple[Path, int, int], GGUFInfo | str] = {}
+        self._kinds: dict[str, str] = {}  # loaded model → its engine's name
+        self._headers: dict[tuple[Path, int, int], ModelFacts | str] = {}
         self._sweeper: asyncio.Task[None] | None = None
         # Told about every finished generation (model id, figures): the metrics hook.
         self.on_generation: Callable[[str, GenerationStats], None] | None = None
 
     # -- what can be served --------------------------------------------------------------------------------
 
-    def inspect(self, entry: ModelEntry) -> GGUFInfo | str:
+    def inspect(self, entry: ModelEntry) -> ModelFacts | str:
         """The model's header facts, or why its file is unusable; cached per file version."""
         if entry.path is None:
             return "no file"
@@ -59,17 +59,27 @@ class ModelRegistry:
         except OSError as exc:
             return f"unreadable: {exc.strerror or exc}"
         key = (entry.path, st.st_size, st.st_mtime_ns)
-        if entry.engine == "mlx" and (reason := mlx_available()) is not None:
+        try:
+            kind = self.engine_of(entry)
+        except ValueError as exc:  # --engine or the model's config names an engine for another format
+            return str(exc)
+        if (reason := kind.unavailable()) is not None:
             return reason
         if key not in self._headers:
             try:
-                self._headers[key] = read_mlx_info(entry.path) if entry.engine == "mlx" else read_info(entry.path)
+                self._headers[key] = FORMATS[entry.format].describe(entry.path)
             except CorruptModelError as exc:
                 log.warning("skipping %s: %s", entry.path, exc)
                 self._headers[key] = str(exc)
         return self._headers[key]
 
-    def inventory(self) -> list[tuple[ModelEntry, GGUFInfo | str]]:
+    def engine_of(self, entry: ModelEntry) -> EngineKind:
+        """The engine that serves this model: its config's `engine`, else --engine, else the first installed
+        one for its format. Raises ValueError when the one asked for serves another format."""
+        own = self.config.overrides(entry.target or entry.id).get("engine")
+        return engine_for(entry.format, str(own or self._settings.engine))
+
+    def inventory(self) -> list[tuple[ModelEntry, ModelFacts | str]]:
         """Every discovered model (aliases aside) with its header facts or what is wrong with it."""
         s = self._settings
         entries = discover(s.models, s.models_dir, self._hf_root)
@@ -165,23 +175,23 @@ class ModelRegistry:
         # [models."ID"] beats the global settings; the id as listed wins over the id as asked for.
         own = {**self.config.overrides(asked), **self.config.overrides(canonical)}
         path = entry.locate(s.cache_dir)
-        log.info("loading %s from %s with %s %s", canonical, path, entry.engine, own or "")
-        if s.engine not in ("auto", entry.engine):
-            raise InvalidRequestError(f"model '{canonical}' needs the {entry.engine} engine; --engine is {s.engine}")
-        if entry.engine == "mlx":
-            options = {"n_ctx": int(own.get("n_ctx", s.n_ctx)), "min_p": float(own.get("min_p", s.min_p))}
-        else:
-            options = {"n_ctx": int(own.get("n_ctx", s.n_ctx)), "n_threads": own.get("n_threads", s.n_threads),
-                       "n_batch": int(own.get("n_batch", s.n_batch)), "min_p": float(own.get("min_p", s.min_p)),
-                       "n_slots": int(own.get("parallel", s.parallel)),
-                       "prefill_chunk": int(own.get("prefill_chunk", s.prefill_chunk))}
-        spec = EngineSpec(entry.engine, path, options, s.log_level)
-        if s.isolate_models:
+        try:
+            kind = self.engine_of(entry)
+        except ValueError as exc:
+            raise InvalidRequestError(f"model '{canonical}': {exc}") from None
+        if (reason := kind.unavailable()) is not None:
+            raise InvalidRequestError(f"model '{canonical}' cannot be loaded: {reason}")
+        log.info("loading %s from %s with %s %s", canonical, path, kind.name, own or "")
+        setting = {"vllm": s.vllm_args, **{name: getattr(s, name) for name in type(s).model_fields}}
+        options = kind.options(lambda name: own.get(name, setting.get(name)))
+        spec = EngineSpec(kind.name, path, options, s.log_level)
+        if s.isolate_models and kind.isolate:
             engine: Engine = IsolatedEngine(spec, max_rss_mb=float(own.get("max_model_rss_mb", s.max_model_rss_mb)),
                                             fault_injection=s.fault_injection, name=canonical)
         else:
             engine = spec.open_engine()
         engine.chat_template.time_limit = s.render_timeout
+        self._kinds[canonical] = kind.name
         return engine
 
     def register_engine(self, model_id: str, engine: Engine) -> None:
@@ -192,7 +202,7 @@ class ModelRegistry:
     def _runner_for(self, model_id: str, engine: Engine) -> EngineRunner:
         observe = self.on_generation
         report = (lambda stats: observe(model_id, stats)) if observe is not None else None
-        return EngineRunner(engine, self._settings.max_queue, report)
+        return EngineRunner(engine, self._settings.max_queue, report, self._kinds.get(model_id, "registered"))
 
     def _take(self, name: str) -> EngineRunner | None:
         runner = self._runners.get(name)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..engines.facts import ModelFacts
 from .discovery import ModelEntry
-from .gguf_info import GGUFInfo
 from .packaged import PACKAGED_MODELS
 from .registry import ModelRegistry
 
@@ -27,7 +27,7 @@ def _file(entry: ModelEntry) -> str:
     return str(entry.path)
 
 
-def _facts(info: GGUFInfo | str) -> tuple[str, ...]:
+def _facts(info: ModelFacts | str) -> tuple[str, ...]:
     if isinstance(info, str):
         return ("-",) * 5
     yes_no = {True: "yes", False: "no"}
@@ -40,12 +40,17 @@ def models_table(registry: ModelRegistry, default_model: str) -> str:
     known: dict[str, tuple[str, ...]] = {}
     for entry, info in registry.inventory():
         facts = _facts(info)
+        try:
+            kind = registry.engine_of(entry)
+            engine, runnable = kind.name, kind.unavailable() is None
+        except ValueError:
+            engine, runnable = "?", False
         if isinstance(info, str):
-            status = f"unavailable: {info}" if entry.engine == "mlx" else f"corrupt: {info}"
+            status = f"corrupt: {info}" if runnable else f"unavailable: {info}"
         else:
             status = "default" if entry.id == default_model else "ok"
             known[entry.id] = facts
-        rows.append((entry.id, entry.engine, _file(entry), _size(entry.size), *facts, status))
+        rows.append((entry.id, engine, _file(entry), _size(entry.size), *facts, status))
     for name, target in registry.config.aliases.items():
         kind = "alias" if name in registry.config.listable_aliases() else "alias pattern"
         status = kind if target in known else f"{kind} (target not on disk)"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..chat.events import Event
+from ..core.events import Event
 from .mistral import MistralToolParser
 from .qwen3_coder import Qwen3CoderToolParser
 from .tool_calls import BARE_JSON, HERMES, JSON_FENCE, PYTHON_TAG, CallSyntax, ToolCallParser

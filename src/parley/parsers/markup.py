@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd
+from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd
 from .json_scan import JsonCallScanner, NotACall
 
 

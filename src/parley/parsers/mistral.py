@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .json_scan import JsonCallScanner, JsonLexer
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id

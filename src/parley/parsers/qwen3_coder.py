@@ -15,7 +15,7 @@ import json
 import math
 from typing import Any
 
-from ..chat.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .json_scan import JsonCallScanner
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id

@@ -6,8 +6,8 @@ the reasoning (then an output with only the closing tag is handled too).
 
 from __future__ import annotations
 
-from ..chat.events import Event, TextDelta, ThinkingDelta, ThinkingEnd
-from ..chat.reasoning import CLOSE, OPEN
+from ..core.events import Event, TextDelta, ThinkingDelta, ThinkingEnd
+from ..core.thinking import CLOSE, OPEN
 
 
 def _partial_suffix(buf: str, tag: str) -> int:

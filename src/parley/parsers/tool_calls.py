@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from ..chat.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .json_scan import JsonCallScanner, NotACall
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...chat.events import (
+from ...core.events import (
     Event,
     Finish,
     TextDelta,

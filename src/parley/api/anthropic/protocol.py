@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from ...chat.tools import MAX_TOOLS
+from ...core.tools import MAX_TOOLS
 from ..unicode import reject_invalid_unicode
 
 

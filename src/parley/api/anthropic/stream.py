@@ -6,8 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.events import Finish, PromptCached
 from ...chat.pipeline import PreparedChat
+from ...core.events import Finish, PromptCached
 from ...errors import ParleyError
 from ..sse import Guard, sse_event, with_heartbeat
 from .blocks import BlockAssembler, ContentCollector

@@ -9,11 +9,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from ...chat.events import Finish
-from ...chat.messages import ChatMessage, Conversation, ToolCall, ToolSpec
-from ...chat.params import SamplingParams
-from ...chat.reasoning import Thinking
-from ...chat.tools import ToolChoice
+from ...core.events import Finish
+from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
+from ...core.params import SamplingParams
+from ...core.thinking import Thinking
+from ...core.tools import ToolChoice
 from ...errors import InvalidRequestError
 from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
 from .protocol import (

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ...chat.tools import MAX_TOOLS
+from ...core.tools import MAX_TOOLS
 from ..unicode import reject_invalid_unicode
 
 

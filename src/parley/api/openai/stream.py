@@ -8,7 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.events import (
+from ...chat.pipeline import PreparedChat
+from ...core.events import (
     Event,
     Finish,
     TextDelta,
@@ -19,7 +20,6 @@ from ...chat.events import (
     ToolCallEnd,
     ToolCallStart,
 )
-from ...chat.pipeline import PreparedChat
 from ...errors import ParleyError
 from ..sse import Guard, with_heartbeat
 from .translate import FINISH_REASONS

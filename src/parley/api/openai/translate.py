@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 
-from ...chat.messages import ChatMessage, Conversation, ToolCall, ToolSpec
-from ...chat.params import GrammarConstraint, SamplingParams
-from ...chat.reasoning import Thinking
-from ...chat.tools import ToolChoice
+from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
+from ...core.params import GrammarConstraint, SamplingParams
+from ...core.thinking import Thinking
+from ...core.tools import ToolChoice
 from ...errors import InvalidRequestError
 from ...grammar.json_output import json_output_grammar
 from ..anthropic.translate import check_tool_schema

@@ -7,7 +7,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from ...chat.params import SamplingParams
+from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 
 POISON_CRASHES = 2  # a request running in this many crashes is refused afterwards

@@ -7,31 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from ..base import Engine, Vocabulary
+from ..features import EngineFeatures
 
 
 @dataclass(frozen=True)
 class EngineSpec:
     """Picklable: it crosses into the child process, which builds the engine from it."""
 
-    kind: str  # "llamacpp" | "mlx"
+    kind: str  # a name in engines/registry.py
     path: Path
     options: dict[str, Any] = field(default_factory=dict)  # the engine's constructor arguments
     log_level: str = "info"
 
+    def _kind(self) -> Any:
+        from ..registry import ENGINES
+
+        return ENGINES[self.kind]
+
     def open_engine(self) -> Engine:
-        if self.kind == "mlx":
-            from ..mlx import MlxEngine
-
-            return MlxEngine(self.path, **self.options)
-        from ..llamacpp import LlamaCppEngine
-
-        return LlamaCppEngine(self.path, **self.options)
+        return self._kind().open_engine(self.path, self.options)
 
     def open_vocab(self) -> Vocabulary:
-        if self.kind == "mlx":
-            from ..mlx import MlxVocab
+        return self._kind().open_vocab(self.path)
 
-            return MlxVocab(self.path)
-        from ..llamacpp import LlamaCppVocab
-
-        return LlamaCppVocab(self.path, vocab_only=True)
+    @property
+    def features(self) -> EngineFeatures:
+        return self._kind().features

@@ -19,7 +19,7 @@ from functools import cached_property
 
 import psutil
 
-from ...chat.params import SamplingParams
+from ...core.params import SamplingParams
 from ...errors import EngineError, ParleyError
 from ..base import Done, Sink, SpeaksThroughVocabulary, Started, Vocabulary
 from .faults import Fault, find_fault
@@ -86,6 +86,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
     def __init__(self, spec: EngineSpec, vocab: Vocabulary | None = None, max_rss_mb: float = 0,
                  fault_injection: bool = False, name: str = "") -> None:
         self._spec = spec
+        self.features = spec.features
         self._name = name or spec.path.name
         self.vocab = vocab or spec.open_vocab()
         self._max_rss = int(max_rss_mb * 1024 * 1024)

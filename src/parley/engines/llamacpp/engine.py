@@ -8,10 +8,11 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaContext
 
-from ...chat.params import SamplingParams
+from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
 from ..base import Generation, Sink, SpeaksThroughVocabulary
+from ..features import EngineFeatures
 from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
 from .vocab import LlamaCppVocab
@@ -20,6 +21,8 @@ from .vocab import LlamaCppVocab
 class LlamaCppEngine(SpeaksThroughVocabulary):
     """One model and one llama.cpp context whose KV cache is shared by `n_slots` sequences: each
     runs one generation at a time and keeps its tokens afterwards as a prompt-prefix cache."""
+
+    features = EngineFeatures(forced_reasoning_close=True, lazy_grammar=True, logprobs=True, batching=True)
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None = None, n_batch: int = 512,
                  min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128) -> None:

@@ -8,39 +8,14 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import dataclass
 from pathlib import Path
+
+from ..facts import CorruptModelError, ModelFacts
 
 MAGIC = b"GGUF"
 # GGUF value types → struct format of fixed-size scalars (8 = string, 9 = array).
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-
-
-class CorruptModelError(ValueError):
-    """The file is not a GGUF, or its header cannot be read to the end."""
-
-
-@dataclass(frozen=True)
-class GGUFInfo:
-    architecture: str
-    context_length: int | None
-    file_type: int | None
-    chat_template: str | None
-    quant: str | None = None  # a label where there is no llama.cpp file type (MLX models)
-
-    @property
-    def quantization(self) -> str:
-        return self.quant or ftype_name(self.file_type)
-
-    @property
-    def tools(self) -> bool:
-        return bool(self.chat_template) and "tools" in self.chat_template
-
-    @property
-    def reasoning(self) -> bool:
-        template = self.chat_template or ""
-        return "<think>" in template or "enable_thinking" in template
 
 
 def ftype_name(file_type: int | None) -> str:
@@ -123,12 +98,12 @@ def _parse(reader: _Reader) -> dict[str, object]:
     return metadata
 
 
-def read_info(path: Path) -> GGUFInfo:
+def read_gguf_facts(path: Path) -> ModelFacts:
     meta = read_metadata(path)
     arch = meta.get("general.architecture")
     if not isinstance(arch, str):
         raise CorruptModelError("no general.architecture in the header")
     ctx, ftype, template = meta.get(f"{arch}.context_length"), meta.get("general.file_type"), meta.get(
         "tokenizer.chat_template")
-    return GGUFInfo(arch, int(ctx) if isinstance(ctx, int) else None, int(ftype) if isinstance(ftype, int) else None,
+    return ModelFacts(arch, int(ctx) if isinstance(ctx, int) else None, int(ftype) if isinstance(ftype, int) else None,
                     template if isinstance(template, str) else None)

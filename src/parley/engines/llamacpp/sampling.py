@@ -9,7 +9,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp._internals import LlamaSampler
 
-from ...chat.params import GrammarConstraint, SamplingParams
+from ...core.params import GrammarConstraint, SamplingParams
 from ...errors import InvalidRequestError
 from ..base import TokenLogprob
 

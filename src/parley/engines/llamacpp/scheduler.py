@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import llama_cpp
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
 
-from ...chat.params import SamplingParams
-from ...chat.reasoning import BudgetTracker
+from ...core.params import SamplingParams
+from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started

