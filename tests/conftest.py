@@ -69,10 +69,13 @@ class Server:
 def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
     servers: list[Server] = []
 
-    def start(*args: str, python: str = sys.executable, start_timeout: float = 120, **env: str) -> Server:
-        """A `parley serve` process (with another venv's `python` if given); `env` as PARLEY_* variables."""
+    def start(*args: str, python: str = sys.executable, start_timeout: float = 120,
+              environ: dict[str, str] | None = None, **env: str) -> Server:
+        """A `parley serve` process (with another venv's `python` if given); `env` as PARLEY_* variables,
+        `environ` as they are."""
         log = tmp_path_factory.mktemp("server") / "server.log"
-        server = Server(list(args), {f"PARLEY_{k.upper()}": v for k, v in env.items()}, log, python, start_timeout)
+        variables = {**(environ or {}), **{f"PARLEY_{k.upper()}": v for k, v in env.items()}}
+        server = Server(list(args), variables, log, python, start_timeout)
         servers.append(server)
         return server
 
@@ -109,3 +112,19 @@ def think_models() -> Path:
 @pytest.fixture(scope="session")
 def think_server(start_server, think_models) -> Server:
     return start_server("--models-dir", str(think_models), ping_interval="0.5")
+
+
+@pytest.fixture(scope="session")
+def mlx_dir() -> Path:
+    """A tiny random-weight MLX model with the packaged Qwen's tokenizer (mlx_model.py), built once."""
+    from mlx_model import build_tiny_mlx_model
+    from parley.models.packaged import QWEN_CODER_05B
+    from parley.settings import Settings
+
+    cache = Settings().cache_dir
+    return build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")
+
+
+@pytest.fixture(scope="session")
+def mlx_server(start_server, mlx_dir) -> Server:
+    return start_server("--models-dir", str(mlx_dir.parent), ping_interval="0.5")

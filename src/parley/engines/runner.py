@@ -8,9 +8,11 @@ closing the item stream cancels the generation before its next decode step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.params import SamplingParams
 from ..errors import EngineError, OverloadedError, ParleyError
@@ -47,9 +49,11 @@ class EngineRunner:
         self.admitted += 1
         return Admission(self)
 
-    def health(self) -> dict[str, int | str]:
-        return {"engine": self.engine_name, "active_generations": self.active_generations, "admitted": self.admitted,
-                "tokens_generated": self.tokens_generated, **self.engine.stats()}
+    def health(self) -> dict[str, Any]:
+        offered = self.engine.features
+        features = [f.name for f in dataclasses.fields(offered) if getattr(offered, f.name)]
+        return {"engine": self.engine_name, "features": features, "active_generations": self.active_generations,
+                "admitted": self.admitted, "tokens_generated": self.tokens_generated, **self.engine.stats()}
 
 
 class Admission:

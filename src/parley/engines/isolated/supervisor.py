@@ -20,7 +20,7 @@ from functools import cached_property
 import psutil
 
 from ...core.params import SamplingParams
-from ...errors import EngineError, ParleyError
+from ...errors import EngineError, ModelCrashedError, ParleyError
 from ..base import Done, Sink, SpeaksThroughVocabulary, Started, Vocabulary
 from .faults import Fault, find_fault
 from .poison import CrashLedger, fingerprint
@@ -31,10 +31,6 @@ from .wire import ACCEPTED, CHECKED, DONE, FAILED, SAMPLED, STARTED, STATS, deco
 log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 600.0  # a check waits this long for a (re)starting child
-
-
-class ModelCrashedError(EngineError):
-    """The model's process died under a generation that had started."""
 
 
 class _Request:

@@ -19,9 +19,8 @@ from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ..base import Done, Generation, Sampled, Sink, SpeaksThroughVocabulary, Started, TokenLogprob
 from ..features import EngineFeatures
-from ..registry import ENGINES
 from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
-from .vocab import MlxVocab
+from .vocab import MlxVocab, mlx_available
 
 _work: queue.SimpleQueue[Any] = queue.SimpleQueue()
 _worker_lock = threading.Lock()
@@ -58,7 +57,7 @@ class MlxEngine(SpeaksThroughVocabulary):
     features = EngineFeatures(lazy_grammar=True, logprobs=True)  # no forced close of reasoning yet
 
     def __init__(self, path: Path, n_ctx: int, min_p: float = 0.05) -> None:
-        if (reason := ENGINES["mlx"].unavailable()) is not None:
+        if (reason := mlx_available()) is not None:
             raise InvalidRequestError(reason)
         from mlx_lm import load
         from mlx_lm.models.cache import make_prompt_cache
