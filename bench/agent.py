@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from claude_code import TaskRun, claude_binary, free_port, run_task
+from claude_code import TaskRun, claude_binary, run_task
+from common import free_port
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import subprocess
 import threading
 import time
@@ -177,7 +176,3 @@ def run_task(binary: Path, server_url: str, model: str, prompt: str, workdir: Pa
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

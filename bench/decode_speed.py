@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from common import free_port
 from llama_cpp import Llama
 
 from parley.models.registry import ModelRegistry
@@ -25,14 +25,8 @@ PROMPT = "Count from 1 to 500, separated by spaces. Output only the numbers."
 SYSTEM = f"Benchmark run {time.time_ns()}. You are a counting assistant."
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_parley(model: str, max_tokens: int, threads: int) -> dict:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PARLEY_N_THREADS": str(threads), "PARLEY_N_CTX": "4096"}
     proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

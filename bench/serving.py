@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from common import filler, free_port
 
 from parley.core.messages import ChatMessage, Conversation
 from parley.core.template import ChatTemplate
@@ -40,22 +40,7 @@ from parley.models.registry import ModelRegistry
 from parley.settings import Settings
 
 HERE = Path(__file__).resolve().parent
-FILLER = ("The harbour town kept its records in a long ledger: ships that came in, what they carried, who "
-          "paid the duty and who argued about it. Entry {i}: a schooner with {n} barrels of salt fish, "
-          "a dispute over weights, settled by the harbour master before noon. ")
 GOALS = {"P1": (">=", 0.97), "P2": ("<=", 1.05), "P3": ("<=", 0.10), "P4@8": (">=", 1.0), "P6_ms": ("<=", 0.5)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def filler(tokens: int) -> str:
-    """Text of roughly `tokens` tokens, opened by a nonce so that no cache holds any of it."""
-    one = len(FILLER.split()) * 1.3
-    return f"[{uuid.uuid4().hex}] " + "".join(FILLER.format(i=i, n=i * 7 % 90) for i in range(int(tokens / one)))
 
 
 @dataclass
@@ -202,12 +187,12 @@ def measure(server: Server, tokens: int, quick: bool) -> dict[str, float]:
 def compare_in_process(args: argparse.Namespace, path: Path, binary: str) -> None:
     """All four up at once, measured in turn (a rotating order), `args.rounds` times; medians."""
     t, ctx = str(args.threads), str(args.n_ctx)
-    port = _free_port()
+    port = free_port()
     servers = [Server("llama-server", [binary, "-m", str(path), "-t", t, "-tb", t, "-c", ctx, "-np", "8", "-kvu",
                                        "--host", "127.0.0.1", "--port", str(port), "--no-webui", "--jinja"],
                       port, args.model)]
     for name, extra in (("parley", []), ("parley --in-process", ["--in-process"])):
-        port = _free_port()
+        port = free_port()
         servers.append(Server(name, [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads",
                                      t, "--n-ctx", ctx, "--parallel", "8", *extra], port, args.model))
     raw = RawLlama(path, args.threads)
@@ -270,7 +255,7 @@ def main() -> None:
 
     results: dict[str, dict[str, float]] = {"raw": raw_llama(path, args.threads, args.tokens)}
     print(f"  raw llama-cpp-python: {results['raw']}", flush=True)
-    port = _free_port()
+    port = free_port()
     cmd = [binary, "-m", str(path), "-t", t, "-tb", t, "-c", ctx, "-np", "8", "-kvu", "--host", "127.0.0.1",
            "--port", str(port), "--no-webui", "--jinja"]
     server = Server("llama-server", cmd, port, args.model)
@@ -278,7 +263,7 @@ def main() -> None:
         results["llama-server"] = measure(server, args.tokens, args.quick)
     finally:
         server.stop()
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--threads", t, "--n-ctx", ctx,
            "--parallel", "8"]
     server = Server("parley", cmd, port, args.model)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 import anthropic
 import httpx
 import jsonschema
+from common import free_port
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -150,12 +150,6 @@ PROMPTS: list[tuple[str, str | None]] = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _tail(path: Path, n: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
@@ -164,7 +158,7 @@ def _tail(path: Path, n: int = 40) -> str:
 
 
 def _start_server(grammar: bool, log_path: Path) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PARLEY_TOOL_GRAMMAR": "true" if grammar else "false", "PARLEY_N_CTX": "4096"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port)], env=env,

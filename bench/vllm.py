@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,24 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from common import filler, free_port
 
 HERE = Path(__file__).resolve().parent
-FILLER = ("The harbour town kept its records in a long ledger: ships that came in, what they carried, who "
-          "paid the duty and who argued about it. Entry {i}: a schooner with {n} barrels of salt fish, "
-          "a dispute over weights, settled by the harbour master before noon. ")
 GOAL = 0.95
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def filler(tokens: int) -> str:
-    """Text of roughly `tokens` tokens, opened by a nonce so that no cache holds any of it."""
-    one = len(FILLER.split()) * 1.3
-    return f"[{uuid.uuid4().hex}] " + "".join(FILLER.format(i=i, n=i * 7 % 90) for i in range(int(tokens / one)))
 
 
 def count_prompt() -> list[dict]:
@@ -198,7 +183,7 @@ def main() -> None:
         for name, build in (("vllm", vllm_server_cmd), ("parley", parley_cmd)):
             if args.only and args.only != name:
                 continue
-            port = _free_port()
+            port = free_port()
             servers.append(Server(name, build(model, port, args.n_ctx, args.parallel), port,
                                   args.logs / f"bench-{name}.log", model.name))
         rounds: dict[str, list[dict[str, float]]] = {s.name: [] for s in servers}

@@ -131,3 +131,39 @@ def test_health_names_each_loaded_models_engine(server, client):
     state = server.health()["models"][SMOL]
     assert state["engine"] == "llamacpp"
     assert state["features"] == ["forced_reasoning_close", "lazy_grammar", "logprobs", "batching"]
+
+
+def test_fit_to_engine_never_hands_an_engine_what_it_lacks():
+    """Any engine, any request: either a 400, or a request the engine can run (a lazy grammar only dropped)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from parley.core.params import GrammarConstraint, ReasoningBudget, SamplingParams
+    from parley.engines.features import EngineFeatures, fit_to_engine
+    from parley.errors import InvalidRequestError
+
+    features = st.builds(EngineFeatures, st.booleans(), st.booleans(), st.booleans(), st.booleans())
+    grammars = st.none() | st.builds(GrammarConstraint, st.just("root ::= \"x\""), st.booleans(),
+                                     st.just(("x",)))
+    budgets = st.none() | st.builds(ReasoningBudget, st.integers(1, 5000), st.just("</think>"), st.just("<think>"),
+                                    st.booleans())
+    requests = st.builds(SamplingParams, st.integers(1, 5000), grammar=grammars, reasoning_budget=budgets,
+                         logprobs=st.none() | st.integers(0, 20))
+
+    @settings(max_examples=300, deadline=None)
+    @given(features, requests)
+    def check(offered, params):
+        try:
+            fitted = fit_to_engine(offered, params, "test")
+        except InvalidRequestError as exc:
+            assert "not supported by the test engine" in exc.message
+            needs_close = params.reasoning_budget is not None and params.reasoning_budget.max_tokens < params.max_tokens
+            assert (needs_close and not offered.forced_reasoning_close) or (
+                params.logprobs is not None and not offered.logprobs)
+            return
+        assert offered.logprobs or fitted.logprobs is None
+        assert offered.lazy_grammar or not (fitted.grammar and fitted.grammar.lazy)
+        assert fitted.grammar == params.grammar or (params.grammar.lazy and fitted.grammar is None)
+        assert fitted.reasoning_budget == params.reasoning_budget
+
+    check()
