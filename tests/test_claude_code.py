@@ -1,8 +1,9 @@
 """Claude Code itself (pinned, from npm) runs a one-file Read task against a real parley on the packaged Qwen.
 
 What parley controls is asserted: every request Claude Code made got a 2xx, every stream was whole and
-well-ordered, Claude Code exited 0, the server is alive afterwards. Whether the 0.5B model actually called
-Read, and what it answered, is logged (bench/agent.py reports the rate over many runs).
+well-ordered, Claude Code came to its own end (an answer, or its turn limit), the server is alive afterwards.
+Whether the 0.5B model actually called Read, and what it answered, is logged (bench/agent.py reports the rate
+over many runs).
 
 Claude Code's first request is ~12k prompt tokens (system prompt, 12 tools, a mid-conversation system
 message): minutes of prefill on 2 cores, during which SSE pings keep the stream alive."""
@@ -39,8 +40,9 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "hello.py").write_text('SECRET = "tangerine-47"\nprint(f"the secret is {SECRET}")\n')
+    # A 0.5B model may keep calling tools: the turn limit bounds the run (one CI run looped for 35 minutes).
     run = run_task(claude, server.url, QWEN, "What does hello.py print? Read the file first.", project,
-                   tmp_path / "home", timeout=2100, max_output_tokens=2048)
+                   tmp_path / "home", timeout=2100, max_output_tokens=2048, extra_args=("--max-turns", "6"))
     summary = {"exit": run.returncode, "requests": [(e.method, e.path, e.status) for e in run.exchanges],
                "tools_called": run.tools_called, "answer": str(run.result.get("result"))[:500],
                "computed_prompt_tokens": run.prompt_tokens, "seconds": round(run.seconds)}
@@ -53,5 +55,6 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
     assert any(m["role"] == "system" for m in first["messages"]) and len(first["tools"]) >= 10
     assert run.problems == [], run.problems
     assert httpx.get(server.url + "/health", timeout=5).status_code == 200 and server.proc.poll() is None
-    assert run.returncode == 0, (run.result, run.stderr[-2000:])
-    assert run.result.get("is_error") is False, run.result
+    # Claude Code ran to an end of its own: an answer, or the turn limit (the model's doing, not parley's).
+    outcome = (run.returncode, run.result.get("is_error"), run.result.get("subtype"))
+    assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (run.result, run.stderr[-2000:])
