@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 import uuid
+
+import httpx
 
 FILLER = ("The harbour town kept its records in a long ledger: ships that came in, what they carried, who "
           "paid the duty and who argued about it. Entry {i}: a schooner with {n} barrels of salt fish, "
@@ -20,3 +24,18 @@ def filler(tokens: int) -> str:
     """Text of roughly `tokens` tokens, opened by a nonce so that no cache holds any of it."""
     one = len(FILLER.split()) * 1.3
     return f"[{uuid.uuid4().hex}] " + "".join(FILLER.format(i=i, n=i * 7 % 90) for i in range(int(tokens / one)))
+
+
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) -> None:
+    """Until `url`/health answers 200; raises if the process exits or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")

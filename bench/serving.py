@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from common import filler, free_port
+from common import filler, free_port, wait_healthy
 
 from parley.core.messages import ChatMessage, Conversation
 from parley.core.template import ChatTemplate
@@ -60,16 +60,7 @@ class Server:
     def __init__(self, name: str, cmd: list[str], port: int, model: str) -> None:
         self.name, self.model, self.url = name, model, f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {' '.join(cmd)}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_healthy(self.proc, self.url, 300, f"{name} ({' '.join(cmd)})")
         self.message([{"role": "user", "content": "hi"}], 1)  # loaded and warm
 
     def message(self, messages: list[dict], max_tokens: int) -> Stream:

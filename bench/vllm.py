@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from common import filler, free_port
+from common import filler, free_port, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 GOAL = 0.95
@@ -66,18 +66,7 @@ class Server:
             raise
 
     def _ready(self, name: str, cmd: list[str], log: Path, model: str) -> None:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{name} exited (see {log}): {' '.join(cmd)}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"{name} did not come up in 600 s (see {log})")
+        wait_healthy(self.proc, self.url, 600, f"{name} (see {log}; {' '.join(cmd)})")
         # parley also lists its embedded models: take the one named after the directory.
         ids = [m["id"] for m in httpx.get(self.url + "/v1/models", timeout=30).json()["data"]]
         self.model = next((i for i in ids if i == model or i.endswith("/" + model)), ids[0])
