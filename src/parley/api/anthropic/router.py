@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ...chat.pipeline import RenderPlan, prepare_chat, render_prompt
+from ...chat.pipeline import RenderPlan, render_prompt
 from ...chat.tools import ToolPlan
 from ..sse import EventStreamResponse, request_guard, until_disconnected
-from .blocks import BlockAssembler
+from .messages import prepare_message
 from .protocol import CountTokensRequest, MessagesRequest
 from .stream import collect_message, sse_message
-from .translate import new_message_id, to_conversation, to_sampling, to_thinking, to_tool_choice
+from .translate import to_conversation, to_thinking, to_tool_choice
 
 router = APIRouter()
 
@@ -22,23 +22,14 @@ router = APIRouter()
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Any:
     guard = request_guard(request)
-    signer = request.app.state.signer
-    conversation = await asyncio.to_thread(to_conversation, body, signer)  # a PDF's text takes a while
-    choice = to_tool_choice(body, conversation.tools)
-    params = to_sampling(body)
-    runner = await request.app.state.registry.runner(body.model)
-    settings = request.app.state.settings
-    thinking = to_thinking(body, body.max_tokens)
-    chat = await prepare_chat(runner, conversation, params, choice, thinking, settings.tool_grammar)
-    msg_id = new_message_id()
-    blocks = BlockAssembler(signer, omit_thinking=thinking.display == "omitted")
+    call = await prepare_message(body, request.app.state)
     if body.stream:
-        stream = sse_message(chat, msg_id, body.model, settings.ping_interval, blocks, guard)
-        return EventStreamResponse(stream, on_close=chat.cancel)
+        stream = sse_message(call, request.app.state.settings.ping_interval, guard)
+        return EventStreamResponse(stream, on_close=call.chat.cancel)
     try:
-        result = await until_disconnected(request.receive, collect_message(chat, msg_id, body.model, blocks), guard)
+        result = await until_disconnected(request.receive, collect_message(call), guard)
     finally:
-        chat.cancel()
+        call.chat.cancel()
     return JSONResponse(result)
 
 

@@ -6,11 +6,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...chat.pipeline import PreparedChat
 from ...core.events import Finish, PromptCached
 from ...errors import ParleyError
 from ..sse import Guard, sse_event, with_heartbeat
-from .blocks import BlockAssembler, ContentCollector
+from .blocks import ContentCollector
+from .messages import MessageCall
 from .translate import message_body, usage
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,12 @@ def error_body(exc: Exception) -> dict[str, Any]:
     return {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
 
 
-async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval: float,
-                      blocks: BlockAssembler, guard: Guard | None = None) -> AsyncIterator[bytes]:
+async def sse_message(call: MessageCall, ping_interval: float, guard: Guard | None = None) -> AsyncIterator[bytes]:
     """message_start → (content_block_start, deltas, content_block_stop)… → message_delta → message_stop.
     A ping follows the first block's start; more keep a silent connection alive while the request queues
     or its prompt is prefilled. message_start waits (up to one ping interval) for the engine to take the
     request, so that its usage can tell how much of the prompt the prefix cache held."""
+    chat, msg_id, model, blocks = call.chat, call.msg_id, call.model, call.blocks
     n_in = len(chat.prompt_tokens)
     first_block, started = True, False
     try:
@@ -64,12 +64,12 @@ async def sse_message(chat: PreparedChat, msg_id: str, model: str, ping_interval
         yield sse_event("error", error_body(exc))
 
 
-async def collect_message(chat: PreparedChat, msg_id: str, model: str, blocks: BlockAssembler) -> dict[str, Any]:
+async def collect_message(call: MessageCall) -> dict[str, Any]:
     collector = ContentCollector()
     finish: Finish | None = None
-    async for event in chat.events():
-        for op in blocks.feed(event):
+    async for event in call.chat.events():
+        for op in call.blocks.feed(event):
             collector.apply(op)
         if isinstance(event, Finish):
             finish = event
-    return message_body(msg_id, model, collector.content, finish, len(chat.prompt_tokens))
+    return message_body(call.msg_id, call.model, collector.content, finish, len(call.chat.prompt_tokens))
