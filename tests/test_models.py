@@ -73,6 +73,38 @@ def test_retrieve_including_slashed_ids(catalogue_server):
     assert client.models.retrieve(QWEN).display_name
 
 
+def test_model_info_carries_the_served_shape(catalogue_server, smol_file):
+    """SDK 2.14's ModelInfo: the served context (SmolLM2 trained on 8k, below the 32k setting), capabilities
+    with every key, lifecycle, the file's date; once loaded, the context is the engine's own."""
+    client = catalogue_server.client()
+    model = client.models.retrieve("my-model")
+    assert model.max_input_tokens == model.max_tokens == 8192
+    assert model.lifecycle == "active" and model.deprecated_at is None
+    assert model.created_at.timestamp() == int(smol_file.stat().st_mtime)
+    caps = model.capabilities
+    assert caps.structured_outputs.supported and caps.pdf_input.supported and caps.batch.supported
+    assert not caps.image_input.supported and not caps.thinking.supported and caps.thinking.types.disabled.supported
+    assert caps.context_management.clear_tool_uses_20250919.supported
+    client.messages.create(model="my-model", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+    loaded = catalogue_server.health()["models"]["my-model"]["cache_capacity"]
+    assert client.models.retrieve("my-model").max_input_tokens == loaded
+    assert client.models.retrieve(QWEN).max_input_tokens == 32768  # the setting: Qwen was trained on 32k
+
+
+def test_reasoning_templates_show_thinking(think_server):
+    listed = {m.id: m for m in think_server.client().models.list(limit=100)}
+    assert listed["smollm2-think"].capabilities.thinking.supported
+    assert listed["smollm2-think"].capabilities.thinking.types.enabled.supported
+    assert not listed[QWEN].capabilities.thinking.supported
+
+
+def test_openai_client_reads_the_same_list(catalogue_server):
+    import openai
+
+    oai = openai.OpenAI(base_url=catalogue_server.url + "/v1", api_key="x")
+    assert [m.id for m in oai.models.list()] == EXPECTED
+
+
 def test_discovered_models_generate(catalogue_server):
     client = catalogue_server.client()
     for model_id in ("my-model", "dir-model", "acme/tiny-GGUF"):

@@ -6,19 +6,56 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from ..core.thinking import template_reasons
 from ..errors import InvalidRequestError
 from ..models.discovery import ModelEntry
+from ..models.registry import ModelRegistry
 
 router = APIRouter()
 
 
-def _model_body(entry: ModelEntry) -> dict[str, Any]:
-    """One object both SDKs read: Anthropic's fields and OpenAI's side by side."""
+def _yes(supported: bool) -> dict[str, bool]:
+    return {"supported": supported}
+
+
+def capabilities(template: str | None) -> dict[str, Any]:
+    """What parley does for this model, in the API's `ModelCapabilities` shape (every key present). Thinking
+    and effort follow the chat template; the rest is parley's own: grammars for structured outputs on every
+    engine, PDFs read as text, images not seen (text-only models), no Anthropic server tools."""
+    reasons = template_reasons(template or "")
+    effort = reasons and "reasoning_effort" in (template or "")  # gpt-oss-style templates read it
+    return {
+        "batch": _yes(True),
+        "citations": _yes(False),
+        "code_execution": _yes(False),
+        "context_management": {"supported": True, "clear_thinking_20251015": _yes(True),
+                               "clear_tool_uses_20250919": _yes(True), "compact_20260112": _yes(False)},
+        "effort": {"supported": effort, "low": _yes(effort), "medium": _yes(effort), "high": _yes(effort),
+                   "max": _yes(False), "xhigh": _yes(False)},
+        "image_input": _yes(False),
+        "pdf_input": _yes(True),
+        "server_tools": {"supported": False, "code_execution": _yes(False), "web_search": _yes(False)},
+        "structured_outputs": _yes(True),
+        "thinking": {"supported": reasons, "types": {"adaptive": _yes(reasons), "enabled": _yes(reasons),
+                                                     "disabled": _yes(True), "between_tools": _yes(False)}},
+    }
+
+
+def _model_body(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
+    """One object both SDKs read: Anthropic's `ModelInfo` and OpenAI's fields side by side."""
+    context, template = registry.served_shape(entry)
     return {
         "id": entry.id,
         "type": "model",
         "display_name": entry.display_name,
         "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
+        "lifecycle": "active",
+        "deprecated_at": None,
+        "retires_at": None,
+        "line": None,
+        "max_input_tokens": context,
+        "max_tokens": context,  # an answer may fill what the prompt leaves
+        "capabilities": capabilities(template),
         "object": "model",
         "created": int(entry.created_at.timestamp()),
         "owned_by": "parley",
@@ -32,7 +69,8 @@ async def list_models(
     before_id: str | None = None,
     after_id: str | None = None,
 ) -> dict[str, Any]:
-    entries = request.app.state.registry.catalogue()
+    registry = request.app.state.registry
+    entries = registry.catalogue()
     ids = [e.id for e in entries]
     for name, value in (("after_id", after_id), ("before_id", before_id)):
         if value is not None and value not in ids:
@@ -48,7 +86,7 @@ async def list_models(
         page, has_more = entries[:limit], limit < len(entries)
     return {
         "object": "list",
-        "data": [_model_body(e) for e in page],
+        "data": [_model_body(e, registry) for e in page],
         "has_more": has_more,
         "first_id": page[0].id if page else None,
         "last_id": page[-1].id if page else None,
@@ -57,6 +95,7 @@ async def list_models(
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    return _model_body(request.app.state.registry.resolve(model_id))
+    registry = request.app.state.registry
+    return _model_body(registry.resolve(model_id), registry)
 
 

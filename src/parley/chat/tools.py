@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.messages import ToolSpec
 from ..core.params import GrammarConstraint
 from ..core.tools import ToolChoice
-from ..grammar.tool_grammar import forced_grammar, lazy_grammar
+from ..grammar.json_output import strict_gbnf
+from ..grammar.tool_grammar import answer_or_calls_grammar, forced_grammar, lazy_grammar
 from ..parsers.infer import OutputParser, infer_tool_format
 
 
@@ -27,13 +29,28 @@ class ToolPlan:
             return [t for t in self.tools if t.name == self.choice.name]
         return self.tools
 
-    def grammar(self) -> GrammarConstraint | None:
-        if not self.active:
+    def _constrained(self) -> list[ToolSpec] | None:
+        """The tools a grammar holds under `auto`: all, or with `tool_grammar` off only the strict ones
+        (the others then take any object); None when nothing is to be held."""
+        if self.grammar_in_auto:
+            return self.tools
+        if not any(t.strict for t in self.tools):
             return None
+        return [t if t.strict else ToolSpec(t.name, t.description, {"type": "object"}) for t in self.tools]
+
+    def grammar(self, answer_schema: dict[str, Any] | None = None) -> GrammarConstraint | None:
+        """`answer_schema` (structured output, already checked): a text answer must be JSON valid against it."""
         fmt = infer_tool_format(self.template_source)
-        if self.choice.kind in ("any", "tool"):
+        if self.active and self.choice.kind in ("any", "tool"):
             return forced_grammar(self._callable(), fmt.native, self.choice.parallel)
-        return lazy_grammar(self.tools, fmt.syntaxes, self.choice.parallel) if self.grammar_in_auto else None
+        if answer_schema is not None:
+            answer = strict_gbnf(answer_schema, "output_config.format.schema")
+            if not self.active:
+                return GrammarConstraint(answer)
+            tools = self._constrained() or [ToolSpec(t.name, t.description, {"type": "object"}) for t in self.tools]
+            return answer_or_calls_grammar(tools, fmt.syntaxes, self.choice.parallel, answer)
+        constrained = self._constrained() if self.active else None
+        return lazy_grammar(constrained, fmt.syntaxes, self.choice.parallel) if constrained else None
 
     def parser(self) -> OutputParser | None:
         if not self.active:

@@ -13,6 +13,7 @@ class ToolSpec:
     name: str
     description: str
     input_schema: dict[str, Any]
+    strict: bool = False  # its input is grammar-enforced even when calls in general are not
 
 
 @dataclass(frozen=True)

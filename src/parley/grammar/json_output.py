@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from ..core.params import GrammarConstraint
 from ..errors import InvalidRequestError
-from .converter import schema_to_gbnf
+from .converter import SPACE, schema_to_gbnf
 from .limits import grammar_problem
+from .strict_schema import closed_objects, strict_schema_problems
 
 log = logging.getLogger(__name__)
 
 
 def json_output_grammar(schema: dict[str, Any]) -> GrammarConstraint | None:
-    """None when the grammar would be unsafe to compile (limits.py): the answer is then unconstrained."""
+    """OpenAI's `response_format`: None when the grammar would be unsafe to compile (limits.py): the answer is
+    then unconstrained."""
     try:
         gbnf = schema_to_gbnf(schema)
     except Exception as exc:  # the converter asserts on schema features it does not know
@@ -23,3 +27,36 @@ def json_output_grammar(schema: dict[str, Any]) -> GrammarConstraint | None:
         log.warning("response_format: output not constrained by grammar: %s", problem)
         return None
     return GrammarConstraint(gbnf)
+
+
+def check_strict_schema(schema: dict[str, Any], where: str) -> dict[str, Any]:
+    """The schema a strict grammar enforces (objects closed), or a 400 naming what it cannot enforce."""
+    problems = strict_schema_problems(schema, where)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise InvalidRequestError(f"Unsupported JSON Schema features for structured output: {shown}")
+    return closed_objects(schema)
+
+
+def strict_gbnf(schema: dict[str, Any], where: str) -> str:
+    """The grammar of a checked strict schema; a 400 when it cannot be built or would be unsafe."""
+    try:
+        gbnf = schema_to_gbnf(schema)
+    except Exception as exc:  # the converter asserts on schema features it does not know
+        raise InvalidRequestError(f"{where}: schema not supported for structured output: {exc}") from exc
+    if (problem := grammar_problem(gbnf)) is not None:
+        raise InvalidRequestError(f"{where}: schema too large for structured output ({problem})")
+    return gbnf
+
+
+def after_reasoning(grammar: GrammarConstraint, close: str) -> GrammarConstraint:
+    """`grammar`, engaged once the model's output closes its reasoning with `close`: the reasoning before it
+    stays free. Only a forced grammar can be deferred so (a lazy one already waits for its own triggers)."""
+    if grammar.lazy:
+        return grammar
+    # llama.cpp hands the grammar the output from the trigger's first group on: the close text, then JSON.
+    gbnf = re.sub(r"^root ::=", "answer ::=", grammar.gbnf, count=1, flags=re.MULTILINE)
+    gbnf = f"root ::= {json.dumps(close)} {SPACE} answer\n{gbnf}"
+    # A token may carry the answer's first character along: only `{`, which every object answer starts with.
+    opener = r"\{?" if re.search(r'^answer ::= "\{"', gbnf, flags=re.MULTILINE) else ""
+    return GrammarConstraint(gbnf, lazy=True, triggers=(f"({re.escape(close)})[ \\t\\n\\r]*{opener}$",))

@@ -28,7 +28,7 @@ _MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSc
 _LISTS = ("anyOf", "oneOf", "allOf", "prefixItems", "items")
 _SINGLE = ("items", "additionalProperties", "not", "contains", "propertyNames", "if", "then", "else")
 _BOUNDS = (("minLength", "maxLength"), ("minItems", "maxItems"))
-_QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
 
 
 def converter_input(schema: Any) -> Any:
@@ -70,7 +70,7 @@ def _keep_cheap_bounds(schema: dict[str, Any]) -> None:
             schema[high_key] = high
     pattern = schema.get("pattern")
     if isinstance(pattern, str) and any(int(n) > PATTERN_REPEAT_LIMIT
-                                        for match in _QUANTIFIER.finditer(pattern) for n in match.groups() if n):
+                                        for match in QUANTIFIER.finditer(pattern) for n in match.groups() if n):
         del schema["pattern"]
 
 

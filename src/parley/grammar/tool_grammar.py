@@ -120,6 +120,25 @@ def _trigger(syntax: CallSyntax) -> str:
     return rf"({re.escape(syntax.opener)}){ws}\{{?$"
 
 
+# GBNF's pieces: literals, classes and repetition counts are left alone; the rest are rule names.
+_GBNF_PIECE = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|\{[^}]*\}|[A-Za-z0-9][A-Za-z0-9-]*')
+
+
+def prefixed_rules(gbnf: str, prefix: str) -> str:
+    """`gbnf` with every rule renamed `prefix` + name, so that two converted grammars can share one file."""
+    return _GBNF_PIECE.sub(lambda m: m.group() if m.group()[0] in '"[{' else prefix + m.group(), gbnf)
+
+
+def answer_or_calls_grammar(tools: list[ToolSpec], syntaxes: tuple[CallSyntax, ...], parallel: bool,
+                            answer_gbnf: str) -> GrammarConstraint | None:
+    """Structured output with tools the model may call: from the first token, either the JSON answer or
+    valid calls. None when the grammar would be unsafe to compile."""
+    blocks = " | ".join(f"( {_wrapped(s)} )" for s in syntaxes)
+    more = f" ( space ( {blocks} ) )*" if parallel else ""
+    answer = prefixed_rules(answer_gbnf, "answer-")
+    return _usable(GrammarConstraint(f"root ::= answer-root | ( {blocks} ){more}\n{_call_rules(tools)}\n{answer}"))
+
+
 def lazy_grammar(tools: list[ToolSpec], syntaxes: tuple[CallSyntax, ...],
                  parallel: bool) -> GrammarConstraint | None:
     """`tool_choice` auto: free text until an opener appears, then a valid call (or calls) and the end.

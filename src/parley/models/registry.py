@@ -73,6 +73,19 @@ class ModelRegistry:
                 self._headers[key] = str(exc)
         return self._headers[key]
 
+    def served_shape(self, entry: ModelEntry) -> tuple[int | None, str | None]:
+        """(the context it is or would be served with, its chat template source), from the loaded engine or,
+        unloaded, from the settings and the model's header; None where the header cannot tell."""
+        canonical = entry.target or entry.id
+        if (runner := self._runners.get(canonical)) is not None:
+            return runner.engine.n_ctx, runner.engine.chat_template.source
+        facts = self.inspect(entry)
+        if isinstance(facts, str):
+            return None, None
+        asked = int(self.config.overrides(canonical).get("n_ctx", self._settings.n_ctx))
+        trained = facts.context_length
+        return (min(asked, trained) if trained else asked), facts.chat_template
+
     def engine_of(self, entry: ModelEntry) -> EngineKind:
         """The engine that serves this model: its config's `engine`, else --engine, else the first installed
         one for its format. Raises ValueError when the one asked for serves another format."""
