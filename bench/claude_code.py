@@ -143,8 +143,9 @@ class TaskRun:
         total = 0
         for e in self.exchanges:
             for name, data in parse_sse(e.response) if e.streamed else []:
-                if name == "message_start":
-                    total += data["message"]["usage"]["input_tokens"]
+                if name == "message_start":  # computed now: input_tokens, and what was written to the cache
+                    usage = data["message"]["usage"]
+                    total += usage["input_tokens"] + usage.get("cache_creation_input_tokens", 0)
         return total
 
 

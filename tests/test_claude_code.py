@@ -42,7 +42,7 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
     (project / "hello.py").write_text('SECRET = "tangerine-47"\nprint(f"the secret is {SECRET}")\n')
     # A 0.5B model may keep calling tools: the turn limit bounds the run (one CI run looped for 35 minutes).
     run = run_task(claude, server.url, QWEN, "What does hello.py print? Read the file first.", project,
-                   tmp_path / "home", timeout=2100, max_output_tokens=2048, extra_args=("--max-turns", "6"))
+                   tmp_path / "home", timeout=2100, max_output_tokens=2048, extra_args=("--max-turns", "3"))
     summary = {"exit": run.returncode, "requests": [(e.method, e.path, e.status) for e in run.exchanges],
                "tools_called": run.tools_called, "answer": str(run.result.get("result"))[:500],
                "computed_prompt_tokens": run.prompt_tokens, "seconds": round(run.seconds)}

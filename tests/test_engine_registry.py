@@ -20,8 +20,9 @@ LAYERS = {
     "grammar": {"core", "parsers"},
     "engines": {"core", "parsers", "grammar"},
     "chat": {"core", "parsers", "grammar", "engines"},
-    "api": {"core", "parsers", "grammar", "engines", "chat", "models", "metrics"},
+    "api": {"core", "parsers", "grammar", "engines", "chat", "models", "metrics", "batches"},
     "models": {"core", "engines"},
+    "batches": set(),
 }
 LEAVES = {"errors", "settings"}
 

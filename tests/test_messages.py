@@ -15,8 +15,9 @@ def _text(message) -> str:
 
 
 def _prompt_tokens(message) -> int:
-    """The whole prompt: the real API counts cache reads apart from `input_tokens`."""
-    return message.usage.input_tokens + message.usage.cache_read_input_tokens
+    """The whole prompt: the real API counts cache reads and writes apart from `input_tokens`."""
+    usage = message.usage
+    return usage.input_tokens + usage.cache_read_input_tokens + usage.cache_creation_input_tokens
 
 
 def test_system_as_text_blocks_changes_the_answer(client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import __version__
+from .api.anthropic.batch_worker import BatchWorker
+from .api.anthropic.batches import router as batches_router
 from .api.anthropic.router import router as anthropic_router
 from .api.anthropic.signatures import ThinkingSigner, load_or_create_key
 from .api.auth import ApiKeyMiddleware
@@ -21,6 +24,7 @@ from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.models import router as models_router
 from .api.openai.router import router as openai_router
+from .batches.store import BatchStore
 from .metrics import Metrics
 from .models.registry import ModelRegistry
 from .settings import Settings
@@ -36,6 +40,19 @@ def api_keys(settings: Settings) -> list[str]:
     return keys
 
 
+def _start_batches(app: FastAPI, settings: Settings) -> BatchWorker | None:
+    """Open the batch store and resume its unfinished batches; without a usable data dir, batches are off."""
+    try:
+        store = BatchStore(settings.data_dir)
+    except (OSError, sqlite3.Error):
+        log.exception("Message Batches are off: cannot open the data directory %s", settings.data_dir)
+        return None
+    worker = BatchWorker(store, app.state, settings.parallel, settings.batch_retention_days)
+    app.state.batch_store, app.state.batch_worker = store, worker
+    worker.start()
+    return worker
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
@@ -48,10 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     settings.host)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.preload:
             await registry.runner(settings.default_model)
+        worker = _start_batches(app, settings)
         yield
+        if worker is not None:
+            await worker.stop()  # running batch requests stay pending, to run after the restart
+            app.state.batch_store.close()
         registry.close()
 
     app = FastAPI(title="parley", version=__version__, lifespan=lifespan)
@@ -65,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: CORS (preflights need no key), then request id / metrics / body limit, then the key.
     if keys:
         app.add_middleware(ApiKeyMiddleware, keys=keys)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_response=metrics.request)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, on_response=metrics.request,
+                       path_limits={"/v1/messages/batches": max(settings.max_batch_bytes, settings.max_body_bytes)})
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["request-id"])
@@ -73,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(models_router, prefix=prefix)
     app.include_router(anthropic_router)
     app.include_router(anthropic_router, prefix="/anthropic")
+    app.include_router(batches_router)
+    app.include_router(batches_router, prefix="/anthropic")
     app.include_router(openai_router)
     app.include_router(openai_router, prefix="/openai")
 

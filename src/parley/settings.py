@@ -39,6 +39,9 @@ class Settings(BaseSettings):
         "qwen2.5-coder-0.5b-instruct", description="Model listed first and preloaded with --preload."
     )
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where assembled models are kept.")
+    data_dir: Path = Field(
+        default_factory=lambda data: data["cache_dir"] / "data",
+        description="Where data that outlives a restart is kept: Message Batches (default: <cache dir>/data).")
     hf_cache_dir: Path | None = Field(None, description="Hugging Face hub cache (default: HF_HUB_CACHE).")
     n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
@@ -59,6 +62,10 @@ class Settings(BaseSettings):
         None, description="Fernet key for thinking signatures (default: generated once into the cache dir).")
     max_queue: int = Field(16, description="Requests that may wait per model; beyond this answers 529.")
     max_body_bytes: int = Field(32 * 1024 * 1024, description="Largest accepted request body (413 beyond).")
+    max_batch_bytes: int = Field(
+        256 * 1024 * 1024, description="Largest accepted Message Batches create body (413 beyond), as the API.")
+    batch_retention_days: float = Field(
+        29.0, gt=0, description="Days a Message Batch and its results are kept after its creation.")
     ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")
     preload: bool = Field(False, description="Load the default model at start-up.")
     config: Path | None = Field(None, description="TOML file with [aliases] and per-model [models.ID] settings.")

@@ -9,6 +9,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from ..errors import OverloadedError, ParleyError
@@ -35,7 +36,8 @@ def error_response(request: Request, status: int, error_type: str, message: str,
     return JSONResponse(error_body(request.url.path, error_type, message), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError | ValidationError) -> str:
+    """The one wording of a validation failure: the route's body, or a batch request's `params`."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return "Request body is not valid JSON."
@@ -62,7 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, 400, "invalid_request_error", _validation_message(exc))
+        return error_response(request, 400, "invalid_request_error", validation_message(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -29,10 +29,12 @@ class RequestIdLogFilter(logging.Filter):
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int,
-                 on_response: Callable[[str, int], None] | None = None) -> None:
+                 on_response: Callable[[str, int], None] | None = None,
+                 path_limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self._on_response = on_response
+        self._path_limits = path_limits or {}  # path suffix → its own body limit (a batch's 256 MB)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,10 +63,15 @@ class RequestContextMiddleware:
                 self._on_response(route, status or 500)
             request_id_var.reset(token)
 
+    def _limit(self, path: str) -> int:
+        return next((limit for suffix, limit in self._path_limits.items() if path.endswith(suffix)),
+                    self.max_body_bytes)
+
     async def _limited(self, scope: Scope, receive: Receive, send_with_id: Send) -> None:
+        limit = self._limit(scope["path"])
         declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(scope["path"], send_with_id)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope["path"], send_with_id, limit)
             return
         seen = 0
 
@@ -73,17 +80,17 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:  # a chunked body with no declared length
-                    raise HTTPException(413, self._too_large_message())
+                if seen > limit:  # a chunked body with no declared length
+                    raise HTTPException(413, self._too_large_message(limit))
             return message
 
         await self.app(scope, receive_limited, send_with_id)
 
-    def _too_large_message(self) -> str:
-        return f"Request exceeds the maximum size of {self.max_body_bytes} bytes."
+    def _too_large_message(self, limit: int) -> str:
+        return f"Request exceeds the maximum size of {limit} bytes."
 
-    async def _too_large(self, path: str, send: Send) -> None:
-        body = json.dumps(error_body(path, "request_too_large", self._too_large_message())).encode()
+    async def _too_large(self, path: str, send: Send, limit: int) -> None:
+        body = json.dumps(error_body(path, "request_too_large", self._too_large_message(limit))).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

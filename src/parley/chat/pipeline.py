@@ -25,12 +25,14 @@ from ..core.events import (
 )
 from ..core.messages import Conversation
 from ..core.params import GrammarConstraint, SamplingParams
-from ..core.thinking import Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
+from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
 from ..engines.base import Engine, Sampled, Started
 from ..engines.features import fit_to_engine
 from ..engines.runner import Admission, EngineRunner
 from ..errors import InvalidRequestError
+from ..grammar.json_output import after_reasoning
 from ..parsers.think import ThinkParser
+from .answer_schema import with_answer_schema
 from .call_check import CallChecker
 from .decode import Utf8Stream
 from .stops import StopMatcher
@@ -44,6 +46,7 @@ class RenderPlan:
 
     tools: ToolPlan
     thinking: Thinking
+    answer_schema: dict[str, Any] | None = None  # structured output: the answer is JSON of this schema
 
     @property
     def reasons(self) -> bool:
@@ -55,10 +58,17 @@ class RenderPlan:
             conversation = dataclasses.replace(conversation, tools=[])
         if not template_supports_tools(self.tools.template_source):
             conversation = with_tools_in_text(conversation)
+        if self.answer_schema is not None:
+            conversation = with_answer_schema(conversation, self.answer_schema)
         return conversation
 
     def template_vars(self) -> dict[str, Any]:
         return template_switches(self.thinking) if self.reasons else {}
+
+
+def render_text(engine: Engine, conversation: Conversation, plan: RenderPlan) -> str:
+    """The prompt text, with the model's chat template (blocking: call it off the event loop)."""
+    return engine.chat_template.render(plan.conversation(conversation), **plan.template_vars())
 
 
 async def render_prompt(runner: EngineRunner, conversation: Conversation, plan: RenderPlan) -> tuple[str, list[int]]:
@@ -66,7 +76,7 @@ async def render_prompt(runner: EngineRunner, conversation: Conversation, plan: 
     engine = runner.engine
 
     def work() -> tuple[str, list[int]]:
-        text = engine.chat_template.render(plan.conversation(conversation), **plan.template_vars())
+        text = render_text(engine, conversation, plan)
         return text, engine.tokenize(text)
 
     return await asyncio.to_thread(work)
@@ -96,16 +106,21 @@ class PreparedChat:
 
 async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams,
                        choice: ToolChoice | None = None, thinking: Thinking | None = None,
-                       grammar_in_auto: bool = True, output_grammar: GrammarConstraint | None = None) -> PreparedChat:
-    """`output_grammar` constrains a whole answer (structured output) when no tool grammar applies."""
+                       grammar_in_auto: bool = True, output_grammar: GrammarConstraint | None = None,
+                       answer_schema: dict[str, Any] | None = None) -> PreparedChat:
+    """`output_grammar` constrains a whole answer (OpenAI's response_format) when no tool grammar applies;
+    `answer_schema` (a checked strict schema) is told to the model and enforced, after any reasoning."""
     engine = runner.engine
     tools = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
-    plan = RenderPlan(tools, thinking or Thinking())
+    plan = RenderPlan(tools, thinking or Thinking(), answer_schema)
     text, prompt = await render_prompt(runner, conversation, plan)
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    grammar = await asyncio.to_thread(tools.grammar) or output_grammar  # big tool sets take milliseconds
+    # Big tool sets take milliseconds to convert.
+    grammar = await asyncio.to_thread(tools.grammar, answer_schema) or output_grammar
+    if grammar is not None and answer_schema is not None and plan.reasons and starts_in_reasoning(text):
+        grammar = after_reasoning(grammar, CLOSE)  # the reasoning stays free; the answer is held
     if grammar is not None:
         params = dataclasses.replace(params, grammar=grammar)
     if plan.reasons:

@@ -3,6 +3,10 @@
 A runner owns one engine: requests are admitted up to the engine's slots plus a bounded queue (529
 beyond it). An admitted request submits to the engine, whose thread hands items back to the loop;
 closing the item stream cancels the generation before its next decode step.
+
+Admissions made under `low_priority()` (the batch worker's) yield to interactive ones: they take a slot only
+when more slots are free than interactive requests want, and an interactive submission that would have to wait
+behind them preempts the most recent one (its items end with `Preempted`; the caller runs it again later).
 """
 
 from __future__ import annotations
@@ -10,13 +14,32 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.params import SamplingParams
 from ..errors import EngineError, OverloadedError, ParleyError
-from .base import Done, Engine, Item, Sampled, Started
+from .base import Done, Engine, Generation, Item, Sampled, Started
+
+# Read when a request is admitted; set by the batch worker for the task that runs one batch request.
+_low_priority: ContextVar[bool] = ContextVar("parley_low_priority", default=False)
+
+
+@contextmanager
+def low_priority() -> Iterator[None]:
+    """Admissions made inside (in this task and what it starts) give their slots up to interactive requests."""
+    token = _low_priority.set(True)
+    try:
+        yield
+    finally:
+        _low_priority.reset(token)
+
+
+class Preempted(Exception):  # noqa: N818 - a signal to the batch worker, not an error anyone reports
+    """A low-priority generation gave its slot to an interactive request; nothing of it is kept."""
 
 
 @dataclass(frozen=True)
@@ -38,35 +61,73 @@ class EngineRunner:
         self.admitted = 0  # waiting + running, as the server counts them
         self.active_generations = 0  # submitted and not yet reported done by the engine (engine-side truth)
         self.tokens_generated = 0
+        self.low_admitted = 0  # of `admitted`, the low-priority ones (outside the queue bound)
+        self.interactive_running = 0  # interactive generations submitted, not yet done
+        self.preemptions = 0
+        self._low_running: list[Admission] = []  # holding (or about to hold) a slot, in submission order
+        self._changed = asyncio.Event()  # set, and replaced, whenever a slot may have freed
 
     def close(self) -> None:
         """Cancel running generations, wait for them, then free the model."""
         self.engine.close()
 
     def admit(self) -> Admission:
-        if self.admitted >= self._capacity:
+        low = _low_priority.get()
+        if not low and self.admitted - self.low_admitted >= self._capacity:
             raise OverloadedError("Overloaded: too many requests are waiting for this model; retry shortly.")
         self.admitted += 1
-        return Admission(self)
+        self.low_admitted += low
+        return Admission(self, low)
+
+    # ---- priorities (all on the event loop)
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _low_may_start(self) -> bool:
+        """A slot is free beyond what the interactive requests admitted now (waiting or running) want."""
+        interactive = self.admitted - self.low_admitted
+        return interactive + len(self._low_running) < self.engine.n_slots
+
+    async def _wait_for_low_slot(self) -> None:
+        while not self._low_may_start():
+            await self._changed.wait()
+
+    def _make_room(self) -> None:
+        """An interactive generation was submitted: preempt the newest low-priority ones it would wait behind."""
+        while self._low_running and self.interactive_running + len(self._low_running) > self.engine.n_slots:
+            self._low_running.pop()._preempt()
+            self.preemptions += 1
 
     def health(self) -> dict[str, Any]:
         offered = self.engine.features
         features = [f.name for f in dataclasses.fields(offered) if getattr(offered, f.name)]
         return {"engine": self.engine_name, "features": features, "active_generations": self.active_generations,
-                "admitted": self.admitted, "tokens_generated": self.tokens_generated, **self.engine.stats()}
+                "admitted": self.admitted, "batch_admitted": self.low_admitted, "preemptions": self.preemptions,
+                "tokens_generated": self.tokens_generated, **self.engine.stats()}
 
 
 class Admission:
     """One request's place in a runner; `items` may be iterated once."""
 
-    def __init__(self, runner: EngineRunner) -> None:
+    def __init__(self, runner: EngineRunner, low_priority: bool = False) -> None:
         self._runner = runner
         self._released = False
+        self.low_priority = low_priority
+        self._generation: Generation | None = None
+        self._preempted = False
 
     def release(self) -> None:
         if not self._released:
             self._released = True
             self._runner.admitted -= 1
+            self._runner.low_admitted -= self.low_priority
+            self._runner._notify()
+
+    def _preempt(self) -> None:
+        self._preempted = True
+        if self._generation is not None:
+            self._generation.cancel()
 
     async def items(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Started | Sampled]:
         runner = self._runner
@@ -75,6 +136,12 @@ class Admission:
 
         def ended() -> None:
             runner.active_generations -= 1
+            if self.low_priority:
+                if self in runner._low_running:
+                    runner._low_running.remove(self)
+            else:
+                runner.interactive_running -= 1
+            runner._notify()
 
         def sink(item: Item) -> None:  # on the engine's thread
             if isinstance(item, Sampled):
@@ -86,19 +153,28 @@ class Admission:
             except RuntimeError:  # the loop is gone (shutdown): closing the engine cancels the rest
                 pass
 
+        if self.low_priority:
+            await runner._wait_for_low_slot()
+            runner._low_running.append(self)
+        else:
+            runner.interactive_running += 1
         runner.active_generations += 1
         submitted = time.monotonic()
         try:
-            generation = runner.engine.submit(prompt, params, sink)
+            generation = self._generation = runner.engine.submit(prompt, params, sink)
         except BaseException:
-            runner.active_generations -= 1
+            ended()
             raise
+        if not self.low_priority:
+            runner._make_room()
         cached = produced = 0
         first = last = 0.0
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, Done):
+                    if self._preempted:
+                        raise Preempted()
                     return
                 if isinstance(item, ParleyError):
                     raise item

@@ -9,8 +9,11 @@ from typing import Any
 
 from ...chat.pipeline import PreparedChat, prepare_chat
 from .blocks import BlockAssembler
+from .context_edits import apply_edits
+from .prompt_cache import Breakpoints, cache_marks, locate
 from .protocol import MessagesRequest
-from .translate import new_message_id, to_conversation, to_sampling, to_thinking, to_tool_choice
+from .rendering import RequestRenderer
+from .translate import new_message_id, to_answer_schema, to_conversation, to_sampling, to_thinking, to_tool_choice
 
 
 @dataclass
@@ -21,6 +24,8 @@ class MessageCall:
     msg_id: str
     model: str
     blocks: BlockAssembler
+    cache: Breakpoints | None = None  # where the request's cache_control breakpoints end in its prompt
+    context_management: dict[str, Any] | None = None  # {"applied_edits": [...]} when the request asked for edits
 
 
 async def prepare_message(body: MessagesRequest, state: Any) -> MessageCall:
@@ -28,10 +33,23 @@ async def prepare_message(body: MessagesRequest, state: Any) -> MessageCall:
     rejects before a response starts."""
     signer = state.signer
     conversation = await asyncio.to_thread(to_conversation, body, signer)  # a PDF's text takes a while
+    marks = cache_marks(body)  # breakpoints the API refuses are a 400 before the model loads
     choice = to_tool_choice(body, conversation.tools)
     params = to_sampling(body)
     runner = await state.registry.runner(body.model)
     thinking = to_thinking(body, body.max_tokens)
-    chat = await prepare_chat(runner, conversation, params, choice, thinking, state.settings.tool_grammar)
+    renderer = RequestRenderer(runner, body, signer, conversation)  # measures variants of this request
+    context_management = None
+    if body.context_management is not None:  # edited before rendering, as the API edits
+        edited = await asyncio.to_thread(apply_edits, body, renderer.count, thinking.enabled)
+        if edited.applied_edits:
+            body = edited.request  # type: ignore[assignment]
+            conversation = await asyncio.to_thread(to_conversation, body, signer)
+            marks = cache_marks(body)  # cleared thinking blocks moved the others
+        context_management = {"applied_edits": edited.applied_edits}
+    chat = await prepare_chat(runner, conversation, params, choice, thinking, state.settings.tool_grammar,
+                              answer_schema=to_answer_schema(body))
     blocks = BlockAssembler(signer, omit_thinking=thinking.display == "omitted")
-    return MessageCall(chat, new_message_id(), body.model, blocks)
+    cache = await asyncio.to_thread(locate, marks, body, renderer.text, renderer.tokenize,
+                                    chat.prompt_tokens) if marks else None
+    return MessageCall(chat, new_message_id(), body.model, blocks, cache, context_management)

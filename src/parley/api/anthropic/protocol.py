@@ -15,10 +15,17 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class CacheControlParam(_Wire):
+    """A prompt-caching breakpoint: the prompt up to and including its block (prompt_cache.py)."""
+
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None  # "5m" when not given
+
+
 class TextBlockParam(_Wire):
     type: Literal["text"]
     text: str
-    cache_control: dict[str, Any] | None = None
+    cache_control: CacheControlParam | None = None
 
 
 class OtherBlockParam(_Wire):
@@ -48,6 +55,7 @@ class FileSource(_Wire):
 class ImageBlockParam(_Wire):
     type: Literal["image"]
     source: Annotated[Base64ImageSource | URLSource | FileSource, Field(discriminator="type")]
+    cache_control: CacheControlParam | None = None
 
 
 class Base64PDFSource(_Wire):
@@ -73,6 +81,7 @@ class DocumentBlockParam(_Wire):
                       Field(discriminator="type")]
     title: str | None = None
     context: str | None = None
+    cache_control: CacheControlParam | None = None
 
 
 class SearchResultBlockParam(_Wire):
@@ -80,6 +89,7 @@ class SearchResultBlockParam(_Wire):
     source: str
     title: str
     content: list[TextBlockParam]
+    cache_control: CacheControlParam | None = None
 
 
 _BLOCK_TAGS = {"text": "text_block", "tool_use": "tool_use_block", "tool_result": "tool_result_block",
@@ -98,7 +108,7 @@ class ToolReferenceBlockParam(_Wire):
 
     type: Literal["tool_reference"]
     tool_name: str
-    cache_control: dict[str, Any] | None = None
+    cache_control: CacheControlParam | None = None
 
 
 ResultContentParam = Annotated[
@@ -117,7 +127,7 @@ class ToolUseBlockParam(_Wire):
     id: str
     name: str
     input: dict[str, Any]
-    cache_control: dict[str, Any] | None = None
+    cache_control: CacheControlParam | None = None
 
 
 class ToolResultBlockParam(_Wire):
@@ -125,7 +135,7 @@ class ToolResultBlockParam(_Wire):
     tool_use_id: str
     content: str | list[ResultContentParam] | None = None
     is_error: bool | None = None
-    cache_control: dict[str, Any] | None = None
+    cache_control: CacheControlParam | None = None
 
 
 class ThinkingBlockParam(_Wire):
@@ -161,6 +171,8 @@ class ToolParam(_Wire):
     description: str | None = None
     input_schema: dict[str, Any] | None = None
     defer_loading: bool | None = None
+    cache_control: CacheControlParam | None = None
+    strict: bool | None = None  # structured outputs: the input is grammar-enforced
 
 
 class ToolChoiceParam(_Wire):
@@ -175,8 +187,64 @@ class ThinkingParam(_Wire):
     display: Literal["summarized", "omitted"] | None = None
 
 
+class JSONOutputFormatParam(_Wire):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema")
+
+
 class OutputConfigParam(_Wire):
     effort: str | None = None
+    format: JSONOutputFormatParam | None = None
+
+
+# context_management (beta context-management-2025-06-27): edits applied before rendering (context_edits.py).
+class InputTokensParam(_Wire):
+    type: Literal["input_tokens"]
+    value: int = Field(ge=0)
+
+
+class ToolUsesParam(_Wire):
+    type: Literal["tool_uses"]
+    value: int = Field(ge=0)
+
+
+class ThinkingTurnsParam(_Wire):
+    type: Literal["thinking_turns"]
+    value: int = Field(ge=0)
+
+
+class AllThinkingTurnsParam(_Wire):
+    type: Literal["all"]
+
+
+class ClearToolUsesEditParam(_Wire):
+    type: Literal["clear_tool_uses_20250919"]
+    trigger: Annotated[InputTokensParam | ToolUsesParam, Field(discriminator="type")] | None = None
+    keep: ToolUsesParam | None = None
+    clear_at_least: InputTokensParam | None = None
+    exclude_tools: list[str] | None = None
+    clear_tool_inputs: bool | list[str] | None = None
+
+
+class ClearThinkingEditParam(_Wire):
+    type: Literal["clear_thinking_20251015"]
+    keep: Literal["all"] | Annotated[ThinkingTurnsParam | AllThinkingTurnsParam,
+                                     Field(discriminator="type")] | None = None
+
+
+class CompactEditParam(_Wire):
+    """Server-side summarizing: accepted while the prompt is below its trigger, where it does nothing."""
+
+    type: Literal["compact_20260112"]
+    trigger: InputTokensParam | None = None
+
+
+ContextEditParam = Annotated[ClearToolUsesEditParam | ClearThinkingEditParam | CompactEditParam,
+                             Field(discriminator="type")]
+
+
+class ContextManagementParam(_Wire):
+    edits: list[ContextEditParam] | None = None
 
 
 class MessageParam(_Wire):
@@ -197,6 +265,9 @@ class _ConversationRequest(_Wire):
     tool_choice: ToolChoiceParam | None = None
     thinking: ThinkingParam | None = None
     output_config: OutputConfigParam | None = None
+    output_format: JSONOutputFormatParam | None = None  # the structured-outputs beta's spelling, still accepted
+    cache_control: CacheControlParam | None = None  # automatic caching: a breakpoint on the last block
+    context_management: ContextManagementParam | None = None
 
 
 class CountTokensRequest(_ConversationRequest):

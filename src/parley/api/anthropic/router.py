@@ -8,13 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ...chat.pipeline import RenderPlan, render_prompt
-from ...chat.tools import ToolPlan
 from ..sse import EventStreamResponse, request_guard, until_disconnected
+from .context_edits import apply_edits
 from .messages import prepare_message
+from .prompt_cache import cache_marks
 from .protocol import CountTokensRequest, MessagesRequest
+from .rendering import RequestRenderer
 from .stream import collect_message, sse_message
-from .translate import to_conversation, to_thinking, to_tool_choice
+from .translate import to_conversation
 
 router = APIRouter()
 
@@ -34,11 +35,17 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 
 
 @router.post("/v1/messages/count_tokens")
-async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, int]:
-    conversation = await asyncio.to_thread(to_conversation, body, request.app.state.signer)
-    choice = to_tool_choice(body, conversation.tools)
-    runner = await request.app.state.registry.runner(body.model)
-    tools = ToolPlan(conversation.tools, choice, runner.engine.chat_template.source)
-    plan = RenderPlan(tools, to_thinking(body, None))
-    _, prompt = await render_prompt(runner, conversation, plan)  # exactly as /v1/messages renders it
-    return {"input_tokens": len(prompt)}
+async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, Any]:
+    """The prompt exactly as /v1/messages renders it, after any context edits (and, as the API says, how many
+    tokens it had before them)."""
+    state = request.app.state
+    conversation = await asyncio.to_thread(to_conversation, body, state.signer)
+    cache_marks(body)  # validated as /v1/messages validates them
+    runner = await state.registry.runner(body.model)
+    renderer = RequestRenderer(runner, body, state.signer, conversation)
+    original = await asyncio.to_thread(renderer.count, body, conversation)
+    if body.context_management is None:
+        return {"input_tokens": original}
+    edited = await asyncio.to_thread(apply_edits, body, renderer.count, renderer.thinking.enabled)
+    tokens = await asyncio.to_thread(renderer.count, edited.request) if edited.applied_edits else original
+    return {"input_tokens": tokens, "context_management": {"original_input_tokens": original}}

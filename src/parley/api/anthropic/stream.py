@@ -36,9 +36,9 @@ async def sse_message(call: MessageCall, ping_interval: float, guard: Guard | No
         async for event in with_heartbeat(chat.events(), ping_interval, guard):
             if not started:
                 started = True
-                start = message_body(msg_id, model, [], None, n_in)
+                start = message_body(msg_id, model, [], None, n_in, call.cache)
                 if isinstance(event, PromptCached):
-                    start["usage"] = usage(n_in, 0, event.cached_tokens)
+                    start["usage"] = usage(n_in, 0, event.cached_tokens, call.cache)
                 yield sse_event("message_start", {"type": "message_start", "message": start})
             if event is None:
                 yield sse_event("ping", PING)
@@ -49,18 +49,21 @@ async def sse_message(call: MessageCall, ping_interval: float, guard: Guard | No
                     first_block = False
                     yield sse_event("ping", PING)
             if isinstance(event, Finish):
-                yield sse_event("message_delta", {
+                delta = {
                     "type": "message_delta",
                     "delta": {"stop_reason": event.stop_reason, "stop_sequence": event.stop_sequence},
-                    "usage": usage(n_in, event.output_tokens, event.cached_tokens),
-                })
+                    "usage": usage(n_in, event.output_tokens, event.cached_tokens, call.cache),
+                }
+                if call.context_management is not None:  # where the API's stream reports the edits
+                    delta["context_management"] = call.context_management
+                yield sse_event("message_delta", delta)
                 yield sse_event("message_stop", {"type": "message_stop"})
     except Exception as exc:  # after the first byte, an error can only travel in-stream
         if not isinstance(exc, ParleyError):
             log.exception("stream failed")
         if not started:
             yield sse_event("message_start", {"type": "message_start",
-                                              "message": message_body(msg_id, model, [], None, n_in)})
+                                              "message": message_body(msg_id, model, [], None, n_in, call.cache)})
         yield sse_event("error", error_body(exc))
 
 
@@ -72,4 +75,5 @@ async def collect_message(call: MessageCall) -> dict[str, Any]:
             collector.apply(op)
         if isinstance(event, Finish):
             finish = event
-    return message_body(call.msg_id, call.model, collector.content, finish, len(call.chat.prompt_tokens))
+    return message_body(call.msg_id, call.model, collector.content, finish, len(call.chat.prompt_tokens),
+                        call.cache, call.context_management)

@@ -15,7 +15,9 @@ from ...core.params import SamplingParams
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
 from ...errors import InvalidRequestError
+from ...grammar.json_output import check_strict_schema, strict_gbnf
 from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
+from .prompt_cache import Breakpoints
 from .protocol import (
     MessageParam,
     MessagesRequest,
@@ -114,16 +116,21 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def check_json_schema(schema: Any, where: str) -> None:
+    """A JSON Schema parley may compile: not too deep, and valid (else a 400)."""
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        raise InvalidRequestError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequestError(f"{where}: invalid JSON Schema: {exc.message}") from exc
+
+
 def check_tool_schema(name: str, schema: dict[str, Any], where: str) -> None:
     """A tool the model may be offered: a sane name and an object JSON Schema (else a 400)."""
     if not TOOL_NAME.match(name):
         raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise InvalidRequestError(f"{where}.input_schema: nested deeper than {MAX_SCHEMA_DEPTH} levels")
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidRequestError(f"{where}.input_schema: invalid JSON Schema: {exc.message}") from exc
+    check_json_schema(schema, f"{where}.input_schema")
     if schema.get("type") != "object":
         raise InvalidRequestError(f"{where}.input_schema.type: Input should be 'object'")
 
@@ -134,7 +141,11 @@ def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
     if tool.input_schema is None:
         raise InvalidRequestError(f"{where}.input_schema: Field required")
     check_tool_schema(tool.name, tool.input_schema, where)
-    return ToolSpec(tool.name, tool.description or "", tool.input_schema)
+    if not tool.strict:
+        return ToolSpec(tool.name, tool.description or "", tool.input_schema)
+    schema = check_strict_schema(tool.input_schema, f"{where}.input_schema")
+    strict_gbnf(schema, f"{where}.input_schema")  # a 400 now, not an unenforced tool later
+    return ToolSpec(tool.name, tool.description or "", schema, strict=True)
 
 
 def _referenced_tools(req: _ConversationRequest) -> set[str]:
@@ -208,6 +219,21 @@ def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = N
     return Conversation(messages=messages, system=system or None, tools=_tools(req))
 
 
+def to_answer_schema(req: _ConversationRequest) -> dict[str, Any] | None:
+    """Structured output (`output_config.format`, or the beta's `output_format`): the checked schema the
+    answer must match, objects closed; None without one."""
+    config = req.output_config.format if req.output_config else None
+    if config is not None and req.output_format is not None:
+        raise InvalidRequestError("Both output_format and output_config.format were provided. "
+                                  "Please use only output_config.format (output_format is deprecated).")
+    where = "output_config.format.schema" if config is not None else "output_format.schema"
+    fmt = config or req.output_format
+    if fmt is None:
+        return None
+    check_json_schema(fmt.schema_, where)
+    return check_strict_schema(fmt.schema_, where)
+
+
 def to_thinking(req: _ConversationRequest, max_tokens: int | None) -> Thinking:
     """Validated as the API does: an enabled budget is ≥ 1024 and below max_tokens."""
     param = req.thinking
@@ -238,19 +264,25 @@ def to_sampling(req: MessagesRequest) -> SamplingParams:
     )
 
 
-def usage(prompt_tokens: int, output_tokens: int, cached_tokens: int = 0) -> dict[str, int]:
-    """As the real API counts: `input_tokens` are the prompt tokens that were not read from the cache."""
+def usage(prompt_tokens: int, output_tokens: int, cached_tokens: int = 0,
+          cache: Breakpoints | None = None) -> dict[str, Any]:
+    """As the real API counts: the prompt is what was read from the cache, what was written to it (computed now,
+    up to the last `cache_control` breakpoint; by ttl in `cache_creation`), and the rest, `input_tokens`."""
+    one_hour, five_minutes = cache.creation(cached_tokens) if cache is not None else (0, 0)
+    created = one_hour + five_minutes
     return {
-        "input_tokens": prompt_tokens - cached_tokens,
+        "input_tokens": prompt_tokens - cached_tokens - created,
         "output_tokens": output_tokens,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": created,
         "cache_read_input_tokens": cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": five_minutes, "ephemeral_1h_input_tokens": one_hour},
     }
 
 
 def message_body(msg_id: str, model: str, content: list[dict[str, Any]], finish: Finish | None,
-                 input_tokens: int) -> dict[str, Any]:
-    return {
+                 input_tokens: int, cache: Breakpoints | None = None,
+                 context_management: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
@@ -258,5 +290,9 @@ def message_body(msg_id: str, model: str, content: list[dict[str, Any]], finish:
         "content": content,
         "stop_reason": finish.stop_reason if finish else None,
         "stop_sequence": finish.stop_sequence if finish else None,
-        "usage": usage(input_tokens, finish.output_tokens if finish else 0, finish.cached_tokens if finish else 0),
+        "usage": usage(input_tokens, finish.output_tokens if finish else 0, finish.cached_tokens if finish else 0,
+                       cache),
     }
+    if context_management is not None:
+        body["context_management"] = context_management
+    return body

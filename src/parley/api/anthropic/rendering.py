@@ -1,0 +1,36 @@
+"""One request's prompt, rendered exactly as `/v1/messages` renders it, for what must measure it before (or
+beside) the generation: `count_tokens`, context edits (their triggers and cleared counts) and cache
+breakpoints (where each falls in the token prompt)."""
+
+from __future__ import annotations
+
+from ...chat.pipeline import RenderPlan, render_text
+from ...chat.tools import ToolPlan
+from ...core.messages import Conversation
+from ...engines.runner import EngineRunner
+from .protocol import _ConversationRequest
+from .signatures import ThinkingSigner
+from .translate import to_answer_schema, to_conversation, to_thinking, to_tool_choice
+
+
+class RequestRenderer:
+    """Per request. Variants of the request (edited messages, a cache mark) render with the same plan: tools,
+    tool choice, thinking and output format do not change between them. Blocking: call off the event loop."""
+
+    def __init__(self, runner: EngineRunner, body: _ConversationRequest, signer: ThinkingSigner | None,
+                 conversation: Conversation) -> None:
+        self._engine = runner.engine
+        self._signer = signer
+        self.thinking = to_thinking(body, None)
+        tools = ToolPlan(conversation.tools, to_tool_choice(body, conversation.tools),
+                         self._engine.chat_template.source)
+        self._plan = RenderPlan(tools, self.thinking, to_answer_schema(body))
+
+    def text(self, req: _ConversationRequest, conversation: Conversation | None = None) -> str:
+        return render_text(self._engine, conversation or to_conversation(req, self._signer), self._plan)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._engine.tokenize(text)
+
+    def count(self, req: _ConversationRequest, conversation: Conversation | None = None) -> int:
+        return len(self.tokenize(self.text(req, conversation)))

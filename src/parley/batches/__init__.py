@@ -1,0 +1,1 @@
+"""Message batches at rest: an embedded SQLite store that knows nothing of HTTP or engines."""
