@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--samples", type=int, default=5, help="interactive requests timed in each case")
+    parser.add_argument("--latency-only", action="store_true", help="measure B2 only")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
 
@@ -135,23 +136,26 @@ def main() -> None:
             wait_healthy(proc, url, 300, "parley")
             client = anthropic.Anthropic(base_url=url, api_key="none", max_retries=0, timeout=600)
             httpx.post(url + "/v1/messages", json=params(args.model, "hi", 1), timeout=600).raise_for_status()
-            seq_s, seq_tokens = sequential(url, args.model, prompts(args.requests), args.max_tokens)
-            batch_s, batch_tokens = as_batch(client, args.model, prompts(args.requests), args.max_tokens)
+            seq_s = batch_s = seq_tokens = batch_tokens = 0.0
+            if not args.latency_only:
+                seq_s, seq_tokens = sequential(url, args.model, prompts(args.requests), args.max_tokens)
+                batch_s, batch_tokens = as_batch(client, args.model, prompts(args.requests), args.max_tokens)
             lat = latency(url, client, args.model, args.parallel, args.samples)
         finally:
             proc.terminate()
             proc.wait(30)
-    out = {
-        "model": args.model, "requests": args.requests, "max_tokens": args.max_tokens, "parallel": args.parallel,
-        "cpus": os.cpu_count(), "machine": platform.machine(),
-        "sequential_s": seq_s, "sequential_output_tok_s": seq_tokens / seq_s,
-        "batch_s": batch_s, "batch_output_tok_s": batch_tokens / batch_s, "throughput_ratio": seq_s / batch_s,
-        **lat,
-    }
-    print(f"B1  {args.requests} requests, max_tokens {args.max_tokens}, {args.parallel} slots, {args.model}")
-    print(f"    sequential {seq_s:7.1f} s  ({out['sequential_output_tok_s']:.1f} output tok/s)")
-    print(f"    batch      {batch_s:7.1f} s  ({out['batch_output_tok_s']:.1f} output tok/s)")
-    print(f"    ratio      {out['throughput_ratio']:.2f}x")
+    out = {"model": args.model, "parallel": args.parallel, "cpus": os.cpu_count(), "machine": platform.machine(),
+           **lat}
+    if not args.latency_only:
+        out.update({
+            "requests": args.requests, "max_tokens": args.max_tokens,
+            "sequential_s": seq_s, "sequential_output_tok_s": seq_tokens / seq_s,
+            "batch_s": batch_s, "batch_output_tok_s": batch_tokens / batch_s, "throughput_ratio": seq_s / batch_s,
+        })
+        print(f"B1  {args.requests} requests, max_tokens {args.max_tokens}, {args.parallel} slots, {args.model}")
+        print(f"    sequential {seq_s:7.1f} s  ({out['sequential_output_tok_s']:.1f} output tok/s)")
+        print(f"    batch      {batch_s:7.1f} s  ({out['batch_output_tok_s']:.1f} output tok/s)")
+        print(f"    ratio      {out['throughput_ratio']:.2f}x")
     print(f"B2  interactive TTFT (median of {lat['samples']}): idle {lat['idle_ttft_ms']:.0f} ms, "
           f"batch in every slot {lat['busy_ttft_ms']:.0f} ms ({lat['preemptions']} preemptions)")
     if args.json:

@@ -14,14 +14,14 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 import llama_cpp
-from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
+from llama_cpp._internals import LlamaBatch, LlamaContext
 
 from ...core.params import SamplingParams
 from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started
-from .sampling import logprobs
+from .sampling import RequestSampler, logprobs
 from .slots import Slot, SlotTable
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ NO_KV_ROOM = 1  # llama_decode's "could not find a KV slot": the cache is full; 
 class Request:
     """One generation: its prompt, its own sampler and stop state, and the slot it decodes in."""
 
-    def __init__(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: LlamaSampler,
+    def __init__(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: RequestSampler,
                  wake: threading.Condition) -> None:
         self.prompt = prompt
         self.params = params
@@ -72,7 +72,7 @@ class BatchScheduler:
         self._thread = start_thread(self._run, "parley-batch")  # samples under grammars: a big stack
 
     # ---- any thread
-    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: LlamaSampler) -> Request:
+    def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: RequestSampler) -> Request:
         request = Request(prompt, params, sink, sampler, self._cond)
         with self._cond:
             if self._closing:
@@ -105,17 +105,22 @@ class BatchScheduler:
                     self._cond.wait()
                 if self._closing:
                     break
+            self._drop_cancelled()  # first, so that a waiting request takes the slot a cancelled one held now
+            with self._cond:
                 joining = self._take_waiting()
             for request in joining:
                 self._join(request)
-            for request in [r for r in self._active if r.cancelled]:
-                self._finish(request, Done())
+            self._drop_cancelled()
             if self._active:
                 self._step()
         with self._cond:
             leftover = list(self._waiting) + self._active
             self._waiting.clear()
         for request in leftover:
+            self._finish(request, Done())
+
+    def _drop_cancelled(self) -> None:
+        for request in [r for r in self._active if r.cancelled]:
             self._finish(request, Done())
 
     def _take_waiting(self) -> list[Request]:

@@ -1,0 +1,43 @@
+"""The grammar fast path (engines/llamacpp/sampling.py) against the grammar-first chain it replaces, on a real
+model's logits: greedy choices identical at every step, with both the fast and the fallback path taken."""
+
+from __future__ import annotations
+
+import llama_cpp
+from llama_cpp._internals import LlamaSampler
+
+from parley.core.params import GrammarConstraint, SamplingParams
+from parley.engines.llamacpp.sampling import add_grammar, build_sampler
+from parley.grammar.json_output import check_strict_schema, strict_gbnf
+from parley.models.packaged import SMOLLM2_135M
+from parley.settings import Settings
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}, "year": {"type": "integer"},
+                                            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}},
+          "required": ["city", "year", "tags"]}
+
+
+def test_fast_path_gives_the_grammar_first_greedy_tokens():
+    llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), n_ctx=512, verbose=False)
+    grammar = GrammarConstraint(strict_gbnf(check_strict_schema(SCHEMA, "s"), "s"))
+    fast = build_sampler(llm._model.vocab,
+                         SamplingParams(max_tokens=80, temperature=0.0, grammar=grammar), 0.0)
+    reference = LlamaSampler()
+    add_grammar(reference, llm._model.vocab, grammar)
+    reference.add_greedy()
+    llm.eval(llm.tokenize(b"<|im_start|>user\nDescribe Rome as JSON.<|im_end|>\n<|im_start|>assistant\n",
+                          special=True))
+    chosen = []
+    try:
+        for _ in range(80):
+            token = fast.sample(llm._ctx, -1)
+            expected = llama_cpp.llama_sampler_sample(reference.sampler, llm._ctx.ctx, -1)
+            assert token == expected, (len(chosen), llm.detokenize(chosen))
+            chosen.append(token)
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                break
+            llm.eval([token])
+    finally:
+        fast.close()
+        reference.close()
+    assert 0 < fast.resampled < len(chosen)  # both paths ran: the model's own choice, and the grammar's
