@@ -114,3 +114,20 @@ def test_hostile_templates_are_a_400_and_the_server_lives_on(hostile_server, mod
     assert "chat template" in response.json()["error"]["message"]
     assert time.monotonic() - started < 30  # includes loading the model
     assert httpx.post(hostile_server.url + "/v1/messages", json=BODY, timeout=60).status_code == 200
+
+
+def test_an_idle_connection_outlives_the_clients_keep_alive(start_server):
+    """httpx (both SDKs) keeps an idle connection 5 s; a server closing its side at the same 5 s races it, and
+    a request sent as the server closes is a connection reset (seen in CI). parley keeps it longer."""
+    import http.client
+
+    server = start_server()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for _ in range(2):
+            connection.request("GET", "/health")  # the same socket both times: a closed one fails here or below
+            reply = connection.getresponse()
+            assert reply.status == 200 and reply.read()
+            time.sleep(6)  # past uvicorn's default keep-alive (5 s)
+    finally:
+        connection.close()

@@ -79,6 +79,7 @@ def _serve(settings: Settings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, log_config=None,
+                            timeout_keep_alive=settings.keep_alive_timeout,
                             timeout_graceful_shutdown=settings.shutdown_grace + 5)
     # uvicorn re-raises the signal it caught once it is done; a clean shutdown should exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -92,5 +92,9 @@ class Settings(BaseSettings):
     fault_injection: bool = Field(
         False, description="Test only: a prompt containing `parley-fault:segv@N` or `parley-fault:abort@N` "
                            "crashes the model's child process at that request's N-th token.")
+    keep_alive_timeout: float = Field(
+        75.0, gt=0, description="Seconds an idle client connection stays open. Longer than clients keep theirs "
+                                "(httpx, so both SDKs: 5 s), so that a client never sends on a connection the "
+                                "server is closing (a connection reset).")
     shutdown_grace: float = Field(
         10.0, ge=0, description="On SIGTERM, seconds running streams may finish before they are ended.")
