@@ -125,7 +125,7 @@ def test_invalid_schema_and_two_formats_are_400s(client):
 
 @pytest.fixture(scope="module")
 def loose_server(start_server):
-    """Tool calls unconstrained under `auto` (`--no-tool-grammar`): only strict tools are held."""
+    """Tool calls unconstrained under `auto` (`PARLEY_TOOL_GRAMMAR=false`): only strict tools are held."""
     return start_server(tool_grammar="false")
 
 

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="Run models in the server's own process (default: one child process each).")
             cmd.add_argument("--max-model-rss-mb", type=float, help=fields["max_model_rss_mb"].description)
             cmd.add_argument("--shutdown-grace", type=float, help=fields["shutdown_grace"].description)
+            cmd.add_argument("--keep-alive-timeout", type=float, help=fields["keep_alive_timeout"].description)
             cmd.add_argument("--data-dir", type=Path, help=fields["data_dir"].description)
             cmd.add_argument("--batch-retention-days", type=float, help=fields["batch_retention_days"].description)
     return parser
