@@ -37,14 +37,14 @@ def converter_input(schema: Any) -> Any:
         return schema  # `true` / `false`
     if not _SHAPING & schema.keys():
         return {}
-    out = _map_subschemas(schema, converter_input)
+    out = map_subschemas(schema, converter_input)
     _keep_cheap_bounds(out)
     if out.get("items") == {}:  # the converter trips on an empty `items`; leaving it out means the same
         del out["items"]
     return out
 
 
-def _map_subschemas(schema: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
+def map_subschemas(schema: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
     """A copy with `fn` applied to each direct subschema (never to data: `enum`, `const`, `default`)."""
     out = dict(schema)
     for key in _MAPS:

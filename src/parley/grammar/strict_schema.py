@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema_rewrite import PATTERN_REPEAT_LIMIT, QUANTIFIER, REPEAT_LIMIT
+from .schema_rewrite import PATTERN_REPEAT_LIMIT, QUANTIFIER, REPEAT_LIMIT, map_subschemas
 
 # Keywords no grammar here enforces; the SDKs' `transform_schema` moves them into descriptions.
 UNENFORCEABLE = (
@@ -78,18 +78,9 @@ def _pattern_fits(pattern: Any) -> bool:
 def closed_objects(schema: Any) -> Any:
     """`schema` with every object that leaves `additionalProperties` out closed: the API's strict schemas
     allow no other properties, and the grammar then writes none."""
-    if isinstance(schema, list):
-        return [closed_objects(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {name: closed_objects(sub) for name, sub in value.items()}
-        elif key in (*_SUBSCHEMA_LISTS, "items"):
-            out[key] = closed_objects(value)
-        else:
-            out[key] = value
+    out = map_subschemas(schema, closed_objects)
     if _is_object(out) and "additionalProperties" not in out:
         out["additionalProperties"] = False
     return out
