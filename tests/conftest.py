@@ -74,6 +74,7 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         """A `parley serve` process (with another venv's `python` if given); `env` as PARLEY_* variables,
         `environ` as they are."""
         log = tmp_path_factory.mktemp("server") / "server.log"
+        env.setdefault("data_dir", str(log.parent / "data"))  # its own batches and prompt cache on disk
         variables = {**(environ or {}), **{f"PARLEY_{k.upper()}": v for k, v in env.items()}}
         server = Server(list(args), variables, log, python, start_timeout)
         servers.append(server)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="Where assembled models are kept.")
     data_dir: Path = Field(
         default_factory=lambda data: data["cache_dir"] / "data",
-        description="Where data that outlives a restart is kept: Message Batches (default: <cache dir>/data).")
+        description="Where data that outlives a restart is kept: Message Batches, the prompt cache on disk "
+                    "(default: <cache dir>/data).")
     hf_cache_dir: Path | None = Field(None, description="Hugging Face hub cache (default: HF_HUB_CACHE).")
     n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
@@ -54,6 +55,11 @@ class Settings(BaseSettings):
                                           '\'{"tensor_parallel_size": 4, "dtype": "bfloat16"}\'.')
     parallel: int = Field(
         4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
+    disk_cache_size: ByteSize = Field(
+        ByteSize(4 << 30), description="Bound of the prompt cache on disk (in the data dir), e.g. 8GiB or 500MB; "
+                                       "the least recently used prefixes go first (0: no disk cache).")
+    disk_cache_min_tokens: int = Field(
+        1024, ge=1, description="Prompt prefixes at least this long are stored on disk, to survive restarts.")
     prefill_chunk: int = Field(
         128, ge=1, description="Prompt tokens a joining request prefills per step while other streams decode.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import llama_cpp
 from llama_cpp._internals import LlamaContext
@@ -13,9 +15,13 @@ from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
 from ..base import Generation, Sink, SpeaksThroughVocabulary
 from ..features import EngineFeatures
+from ..prefix_store import PrefixStore
 from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
+from .states import model_identity
 from .vocab import LlamaCppVocab
+
+log = logging.getLogger("parley.llamacpp")
 
 
 class LlamaCppEngine(SpeaksThroughVocabulary):
@@ -25,7 +31,9 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
     features = EngineFeatures(forced_reasoning_close=True, lazy_grammar=True, logprobs=True, batching=True)
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None = None, n_batch: int = 512,
-                 min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128) -> None:
+                 min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128,
+                 disk_cache: dict[str, Any] | None = None) -> None:
+        """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off)."""
         self.vocab = LlamaCppVocab(path)
         self._model = self.vocab.model
         threads = n_threads or os.cpu_count() or 1
@@ -35,7 +43,8 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
             params.n_ctx = min(n_ctx, trained) if trained > 0 else n_ctx
             params.n_batch = params.n_ubatch = n_batch
             params.n_threads = params.n_threads_batch = threads
-            params.n_seq_max = n_slots
+            on_disk = bool(disk_cache and disk_cache["max_bytes"] > 0)
+            params.n_seq_max = n_slots + on_disk  # a scratch sequence to snapshot prefixes from
             params.kv_unified = True  # one pool of cells: any sequence may use the whole context
             self._ctx = LlamaContext(model=self._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
@@ -46,7 +55,8 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         self.n_slots = n_slots
         self.n_vocab = self.vocab.n_vocab
         self.metadata = self.vocab.metadata
-        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk)
+        self._store = _open_store(disk_cache, path, params) if on_disk else None
+        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
         close = params.reasoning_budget.close_text  # type: ignore[union-attr]
@@ -71,6 +81,18 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         return self._scheduler.stats()
 
     def close(self) -> None:
-        if self._scheduler.close():  # never free a context a decode step may still be using
+        closed = self._scheduler.close()
+        if self._store is not None:
+            self._store.close()  # queued saves are written first
+        if closed:  # never free a context a decode step may still be using
             self._ctx.close()
             self._model.close()
+
+
+def _open_store(disk_cache: dict[str, Any], path: Path, params: llama_cpp.llama_context_params) -> PrefixStore | None:
+    try:
+        return PrefixStore(Path(disk_cache["dir"]), model_identity(path, params), int(disk_cache["max_bytes"]),
+                           min_tokens=int(disk_cache["min_tokens"]))
+    except OSError as exc:  # an unwritable data directory costs the cache, not the model
+        log.warning("prompt cache on disk is off: %s", exc)
+        return None

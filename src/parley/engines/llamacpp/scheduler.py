@@ -9,8 +9,11 @@ cancelled one is dropped before the next step and its slot — with the cache it
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import llama_cpp
@@ -21,11 +24,15 @@ from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started
+from ..prefix_store import PrefixStore, Restored
 from .sampling import RequestSampler, logprobs
-from .slots import Slot, SlotTable
+from .slots import Slot, SlotTable, common_prefix
+from .states import SequenceStates
 
 if TYPE_CHECKING:
     from .engine import LlamaCppEngine
+
+log = logging.getLogger("parley.llamacpp")
 
 NO_KV_ROOM = 1  # llama_decode's "could not find a KV slot": the cache is full; memory is left unchanged
 
@@ -49,6 +56,10 @@ class Request:
         self.chunk: list[int] = []
         self.forced: list[int] = []  # tokens the server writes for the model (closing its reasoning)
         self.budget = BudgetTracker(params.reasoning_budget) if params.reasoning_budget else None
+        self.restore: Future[Restored | None] | None = None  # a stored prefix being read from disk
+
+    def ready(self) -> bool:
+        return self.restore is None or self.restore.done()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -56,15 +67,23 @@ class Request:
             self._wake.notify()
 
 
+def _can_join(request: Request) -> bool:
+    return request.cancelled or request.ready()
+
+
 class BatchScheduler:
     def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
-                 prefill_chunk: int) -> None:
+                 prefill_chunk: int, store: PrefixStore | None = None) -> None:
         self._engine = engine
         self._ctx = ctx
         self._n_batch = n_batch
         self._prefill_chunk = max(1, min(prefill_chunk, n_batch))
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
         self.slots = SlotTable(n_slots)
+        self._store = store
+        # with a store, the context has one sequence more than slots: the scratch one of snapshots
+        self._states = SequenceStates(ctx, scratch=n_slots) if store is not None else None
+        self._reader = ThreadPoolExecutor(1, "parley-prefix-read") if store is not None else None
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []  # in joining order; touched by the scheduler thread only
@@ -74,6 +93,7 @@ class BatchScheduler:
     # ---- any thread
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: RequestSampler) -> Request:
         request = Request(prompt, params, sink, sampler, self._cond)
+        self._read_stored_prefix(request)
         with self._cond:
             if self._closing:
                 raise EngineError("the model is being unloaded")
@@ -90,18 +110,34 @@ class BatchScheduler:
         if self._thread.is_alive():
             return False
         self._batch.close()
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
         return True
+
+    def _read_stored_prefix(self, request: Request) -> None:
+        """Start reading the longest stored prefix of the prompt from disk, when it is longer than any slot
+        holds; the request joins once it is read (others go on meanwhile)."""
+        if self._store is None or (match := self._store.longest(request.prompt)) is None:
+            return
+        in_ram = max(common_prefix(list(s.tokens), request.prompt) for s in self.slots.slots)
+        if match.n_tokens > in_ram:
+            request.restore = self._reader.submit(self._store.load, match, request.prompt)  # type: ignore[union-attr]
+            request.restore.add_done_callback(lambda _: self._notify())
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify()
 
     def stats(self) -> dict[str, int]:
         return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
                 "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
-                "cache_capacity": self._engine.n_ctx}
+                "cache_capacity": self._engine.n_ctx, **(self._store.stats() if self._store else {})}
 
     # ---- the scheduler thread
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and not self._waiting and not self._active:
+                while not self._closing and not self._active and not any(map(_can_join, self._waiting)):
                     self._cond.wait()
                 if self._closing:
                     break
@@ -126,8 +162,14 @@ class BatchScheduler:
     def _take_waiting(self) -> list[Request]:
         free = sum(not s.busy for s in self.slots.slots)
         taken: list[Request] = []
-        while self._waiting and (free > len(taken) or self._waiting[0].cancelled):
-            taken.append(self._waiting.popleft())
+        kept: deque[Request] = deque()
+        for request in self._waiting:  # in order; one still reading its stored prefix lets others pass
+            if request.cancelled or (request.ready() and free > 0):
+                taken.append(request)
+                free -= not request.cancelled
+            else:
+                kept.append(request)
+        self._waiting = kept
         return taken
 
     def _join(self, request: Request) -> None:
@@ -138,7 +180,11 @@ class BatchScheduler:
         assert placement is not None  # _take_waiting only takes what fits
         slot, reuse = placement.slot, placement.reuse
         memory = self._ctx.memory
-        if placement.copy_from is not None:
+        restored = request.restore.result() if request.restore is not None else None
+        request.restore = None
+        if restored is not None and restored.usable > reuse:
+            reuse = restored.usable if self._restore(slot, restored) else 0
+        elif placement.copy_from is not None:
             llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
             llama_cpp.llama_memory_seq_cp(memory, placement.copy_from.seq_id, slot.seq_id, 0, reuse)
             slot.tokens = placement.copy_from.tokens[:reuse]
@@ -151,6 +197,32 @@ class BatchScheduler:
         request.slot, request.prefilled = slot, reuse
         self._active.append(request)
         request.sink(Started(cached_tokens=reuse))
+
+    def _restore(self, slot: Slot, restored: Restored) -> bool:
+        """Load a stored prefix into `slot`, making room by emptying idle slots as needed."""
+        started = time.monotonic()
+        memory = self._ctx.memory
+        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
+        slot.tokens.clear()
+        while not self._states.restore(slot.seq_id, restored.state):  # type: ignore[union-attr]
+            victim = self.slots.evictable()
+            if victim is None:
+                llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
+                return False
+            llama_cpp.llama_memory_seq_rm(memory, victim.seq_id, 0, -1)
+            victim.tokens.clear()
+        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, restored.usable, -1)
+        slot.tokens = restored.tokens[: restored.usable]
+        log.info("prompt cache: restored %d tokens from disk in %.2f s", restored.usable, time.monotonic() - started)
+        return True
+
+    def _store_prefix(self, request: Request) -> None:
+        """Hand the prompt's long prefix to the store (it writes on its own thread)."""
+        n = self._store.worth_saving(request.prompt)  # type: ignore[union-attr]
+        if n:
+            state = self._states.snapshot(request.slot.seq_id, n)  # type: ignore[union-attr]
+            if state is not None:
+                self._store.save(request.prompt[:n], state)  # type: ignore[union-attr]
 
     def _finish(self, request: Request, item: Item) -> None:
         if request in self._active:
@@ -221,6 +293,8 @@ class BatchScheduler:
                 request.slot.tokens.extend(request.chunk)  # type: ignore[union-attr]
                 if request.pending is None:
                     request.prefilled += len(request.chunk)
+                    if self._store is not None and request.prefilled == len(request.prompt):
+                        self._store_prefix(request)
                 request.pending, request.chunk = None, []
             if request.row >= 0:
                 self._sample(request)
