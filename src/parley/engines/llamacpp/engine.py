@@ -32,8 +32,9 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None = None, n_batch: int = 512,
                  min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128,
-                 disk_cache: dict[str, Any] | None = None) -> None:
-        """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off)."""
+                 disk_cache: dict[str, Any] | None = None, draft_max: int = 0) -> None:
+        """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off);
+        `draft_max`: the longest prompt-lookup draft verified per step (0: no speculative decoding)."""
         self.vocab = LlamaCppVocab(path)
         self._model = self.vocab.model
         threads = n_threads or os.cpu_count() or 1
@@ -45,6 +46,7 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
             params.n_threads = params.n_threads_batch = threads
             on_disk = bool(disk_cache and disk_cache["max_bytes"] > 0)
             params.n_seq_max = n_slots + on_disk  # a scratch sequence to snapshot prefixes from
+            params.n_outputs_max_per_seq = draft_max + 1  # a row of logits for each draft token
             params.kv_unified = True  # one pool of cells: any sequence may use the whole context
             self._ctx = LlamaContext(model=self._model, params=params, verbose=False)
         except (ValueError, RuntimeError) as exc:
@@ -56,7 +58,7 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         self.n_vocab = self.vocab.n_vocab
         self.metadata = self.vocab.metadata
         self._store = _open_store(disk_cache, path, params) if on_disk else None
-        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store)
+        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store, draft_max)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
         close = params.reasoning_budget.close_text  # type: ignore[union-attr]

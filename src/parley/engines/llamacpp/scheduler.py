@@ -25,6 +25,7 @@ from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started
 from ..prefix_store import PrefixStore, Restored
+from ..prompt_lookup import PromptLookup
 from .sampling import RequestSampler, logprobs
 from .slots import Slot, SlotTable, common_prefix
 from .states import SequenceStates
@@ -57,6 +58,7 @@ class Request:
         self.forced: list[int] = []  # tokens the server writes for the model (closing its reasoning)
         self.budget = BudgetTracker(params.reasoning_budget) if params.reasoning_budget else None
         self.restore: Future[Restored | None] | None = None  # a stored prefix being read from disk
+        self.lookup: PromptLookup | None = None  # speculative drafts, when on
 
     def ready(self) -> bool:
         return self.restore is None or self.restore.done()
@@ -73,8 +75,10 @@ def _can_join(request: Request) -> bool:
 
 class BatchScheduler:
     def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
-                 prefill_chunk: int, store: PrefixStore | None = None) -> None:
+                 prefill_chunk: int, store: PrefixStore | None = None, draft_max: int = 0) -> None:
         self._engine = engine
+        self._draft_max = draft_max
+        self._drafted = self._accepted = 0  # draft tokens verified, and taken
         self._ctx = ctx
         self._n_batch = n_batch
         self._prefill_chunk = max(1, min(prefill_chunk, n_batch))
@@ -93,6 +97,8 @@ class BatchScheduler:
     # ---- any thread
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: RequestSampler) -> Request:
         request = Request(prompt, params, sink, sampler, self._cond)
+        if self._draft_max > 0:
+            request.lookup = PromptLookup(prompt, self._draft_max)
         self._read_stored_prefix(request)
         with self._cond:
             if self._closing:
@@ -131,7 +137,8 @@ class BatchScheduler:
     def stats(self) -> dict[str, int]:
         return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
                 "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
-                "cache_capacity": self._engine.n_ctx, **(self._store.stats() if self._store else {})}
+                "cache_capacity": self._engine.n_ctx, "draft_tokens": self._drafted, "draft_accepted": self._accepted,
+                **(self._store.stats() if self._store else {})}
 
     # ---- the scheduler thread
     def _run(self) -> None:
@@ -234,7 +241,9 @@ class BatchScheduler:
         request.sampler.close()
         request.sink(item)
 
-    def _add(self, slot: Slot, tokens: list[int], want_logits: bool) -> int:
+    def _add(self, slot: Slot, tokens: list[int], logits: int) -> int:
+        """Put `tokens` after what `slot` holds; the last `logits` of them get logits. Returns the batch row
+        of the first token with logits (-1: none)."""
         batch = self._batch.batch
         start, pos = batch.n_tokens, len(slot.tokens)
         for i, token in enumerate(tokens):
@@ -243,19 +252,19 @@ class BatchScheduler:
             batch.pos[j] = pos + i
             batch.seq_id[j][0] = slot.seq_id
             batch.n_seq_id[j] = 1
-            batch.logits[j] = False
-        last = start + len(tokens) - 1
-        batch.logits[last] = want_logits
-        batch.n_tokens = last + 1
-        return last if want_logits else -1
+            batch.logits[j] = i >= len(tokens) - logits
+        batch.n_tokens = start + len(tokens)
+        return batch.n_tokens - logits if logits else -1
 
     def _fill_batch(self) -> None:
         self._batch.batch.n_tokens = 0
         decoding = [r for r in self._active if r.pending is not None]
-        for request in decoding:
-            request.chunk = [request.pending]  # type: ignore[list-item]
-            request.row = self._add(request.slot, request.chunk, True)  # type: ignore[arg-type]
         room = self._n_batch - len(decoding)
+        for request in decoding:
+            draft = self._draft(request, room)
+            room -= len(draft)
+            request.chunk = [request.pending, *draft]  # type: ignore[list-item]
+            request.row = self._add(request.slot, request.chunk, len(request.chunk))  # type: ignore[arg-type]
         cap = self._prefill_chunk if decoding else self._n_batch
         for request in self._active:
             if request.pending is not None:
@@ -268,8 +277,16 @@ class BatchScheduler:
             request.row = -1
             if request.chunk:
                 completes = request.prefilled + len(request.chunk) == len(request.prompt)
-                request.row = self._add(request.slot, request.chunk, completes)  # type: ignore[arg-type]
+                request.row = self._add(request.slot, request.chunk, int(completes))  # type: ignore[arg-type]
                 room -= len(request.chunk)
+
+    def _draft(self, request: Request, room: int) -> list[int]:
+        """Prompt-lookup tokens to verify after the pending one (none while the server writes tokens)."""
+        if request.lookup is None or request.forced:
+            return []
+        left = min(request.params.max_tokens - request.produced,
+                   self._engine.n_ctx - len(request.slot.tokens) - 2)  # type: ignore[union-attr]
+        return request.lookup.draft(min(room // 2, left - 1))
 
     def _step(self) -> None:
         self._fill_batch()
@@ -289,20 +306,40 @@ class BatchScheduler:
             self._fail_all(EngineError(f"llama.cpp failed to decode (code {rc})"))
             return
         for request in list(self._active):
-            if request.chunk:
-                request.slot.tokens.extend(request.chunk)  # type: ignore[union-attr]
-                if request.pending is None:
-                    request.prefilled += len(request.chunk)
-                    if self._store is not None and request.prefilled == len(request.prompt):
-                        self._store_prefix(request)
-                request.pending, request.chunk = None, []
+            chunk, request.chunk = request.chunk, []
+            if not chunk:
+                continue
+            if request.pending is not None:
+                self._decoded(request, chunk)
+                continue
+            request.slot.tokens.extend(chunk)  # type: ignore[union-attr]
+            request.prefilled += len(chunk)
+            if self._store is not None and request.prefilled == len(request.prompt):
+                self._store_prefix(request)
             if request.row >= 0:
-                self._sample(request)
+                self._sample(request, request.row)
 
-    def _sample(self, request: Request) -> None:
+    def _decoded(self, request: Request, chunk: list[int]) -> None:
+        """`chunk` is the pending token and a draft: sample row by row while the draft agrees with what is
+        sampled, keep those cells, and drop the cells of the rest."""
+        slot, row = request.slot, request.row
+        for i, token in enumerate(chunk):
+            slot.tokens.append(token)  # type: ignore[union-attr]  # in the cache, and on the sampled path
+            request.pending = None
+            if not self._sample(request, row + i) or i + 1 == len(chunk) or request.pending != chunk[i + 1]:
+                break
+        if request.lookup is not None:
+            request.lookup.taken(len(chunk) - 1, i)
+            self._drafted += len(chunk) - 1
+            self._accepted += i
+        if i + 1 < len(chunk):
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, len(slot.tokens), -1)  # type: ignore[union-attr]
+
+    def _sample(self, request: Request, row: int) -> bool:
+        """Sample the next token from `row`; False when the generation ended with it."""
         engine, params = self._engine, request.params
         if not request.forced:
-            token = request.sampler.sample(self._ctx, request.row)
+            token = request.sampler.sample(self._ctx, row)
             if request.budget and request.budget.reasoning and engine.is_end_of_generation(token):
                 request.forced = engine.close_reasoning_tokens(params)  # a turn cannot end inside its reasoning
         if request.forced:
@@ -310,17 +347,20 @@ class BatchScheduler:
             request.sampler.accept(token)  # keeps a lazy grammar's view of the output whole
         logprob, top = None, ()
         if params.logprobs is not None:
-            logprob, top = logprobs(self._ctx.ctx, request.row, engine.n_vocab, token, params.logprobs)
+            logprob, top = logprobs(self._ctx.ctx, row, engine.n_vocab, token, params.logprobs)
         request.sink(Sampled(token, logprob, top))
         request.produced += 1
         slot = request.slot
         if (engine.is_end_of_generation(token) or request.produced >= params.max_tokens
                 or len(slot.tokens) + 1 >= engine.n_ctx):  # type: ignore[union-attr]
             self._finish(request, Done())
-            return
+            return False
         if request.budget and request.budget.feed(engine.token_bytes(token).decode("utf-8", "ignore")):
             request.forced = engine.close_reasoning_tokens(params)
         request.pending = token
+        if request.lookup is not None:
+            request.lookup.append(token)
+        return True
 
     def _fail_all(self, error: EngineError) -> None:
         """A failed decode leaves the cache in an unknown state: forget all of it."""

@@ -1,0 +1,57 @@
+"""Prompt-lookup drafts for speculative decoding: agents echo what they have seen (an Edit's `old_string`,
+a file rewritten with one change), so the tokens that followed the last few tokens where they occurred
+before in the prompt or the output are a likely continuation. The engine decodes a draft in one batch
+with the next token and keeps the prefix its own sampler agrees with; the output is the same as without
+drafts (each token is still sampled from its own row), only sooner when drafts hit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class PromptLookup:
+    """One request's drafts. `tokens` grows with the output; the n-gram table is filled lazily, one step
+    behind the end, so that the tail never finds itself."""
+
+    def __init__(self, prompt: Sequence[int], max_draft: int, max_ngram: int = 4, min_ngram: int = 2) -> None:
+        self.tokens = list(prompt)
+        self.max_draft = max_draft
+        self._max_ngram, self._min_ngram = max_ngram, min_ngram
+        self._next: dict[tuple[int, ...], int] = {}  # n-gram -> where what followed its latest occurrence starts
+        self._indexed = 0  # n-grams ending before this position are in the table
+        self._length = 1  # drafts grow while they are taken and shrink when they miss
+        self._source: int | None = None  # where the text being copied continues, while the output follows it
+
+    def append(self, token: int) -> None:
+        source = self._source
+        self._source = source + 1 if source is not None and self.tokens[source] == token else None
+        self.tokens.append(token)
+
+    def draft(self, room: int) -> list[int]:
+        """Up to `room` tokens likely to follow `tokens` (empty: nothing to go on)."""
+        limit = min(room, self._length)
+        if limit <= 0:
+            return []
+        tokens = self.tokens
+        if self._source is None:  # not following a copy: find where the last few tokens occurred before
+            self._index()
+            for n in range(self._max_ngram, self._min_ngram - 1, -1):
+                if (start := self._next.get(tuple(tokens[-n:]))) is not None:
+                    self._source = start
+                    break
+            else:
+                return []
+        return tokens[self._source : self._source + limit]  # type: ignore[misc]
+
+    def taken(self, offered: int, accepted: int) -> None:
+        """How the last draft fared: all taken doubles the next one, a miss halves it."""
+        if offered:
+            self._length = min(self.max_draft, self._length * 2) if accepted == offered else max(1, accepted)
+
+    def _index(self) -> None:
+        tokens, end = self.tokens, len(self.tokens) - 1
+        for stop in range(self._indexed, end):  # the n-grams ending at `stop`, followed by tokens[stop + 1]
+            for n in range(self._min_ngram, self._max_ngram + 1):
+                if stop + 1 >= n:
+                    self._next[tuple(tokens[stop + 1 - n : stop + 1])] = stop + 1
+        self._indexed = max(self._indexed, end)

@@ -1,0 +1,67 @@
+"""Speculative decoding by prompt lookup: drafts verified in one batch give the output plain decoding gives."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from conftest import SMOL
+from parley.engines.prompt_lookup import PromptLookup
+
+PASSAGE = ("The lighthouse on the northern cape was built in 1871 from granite quarried on the island itself. "
+           "Its lamp burned whale oil at first, then paraffin, and since 1954 it has been electric. The keeper's "
+           "cottage beside it is now a small museum with the original logbooks, a brass telescope and a map "
+           "of every wreck on the reef since records began.")
+
+
+def test_a_draft_is_what_followed_the_latest_earlier_occurrence():
+    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 9, 2, 3], max_draft=16)
+    assert lookup.draft(8) == [4]  # starts at 1 token…
+    lookup.taken(1, 1)  # …and doubles while drafts are taken
+    assert lookup.draft(8) == [4, 5]
+    lookup.taken(2, 2)
+    assert lookup.draft(8) == [4, 5, 6, 9]
+    assert lookup.draft(2) == [4, 5]  # never past the room given
+    lookup.taken(4, 0)
+    assert lookup.draft(8) == [4]  # a miss shrinks it
+
+
+def test_the_tail_never_matches_itself_and_the_latest_occurrence_wins():
+    lookup = PromptLookup([7, 8], max_draft=4)
+    assert lookup.draft(4) == []  # the only (7, 8) is the tail itself
+    for token in [1, 7, 8]:
+        lookup.append(token)
+    assert lookup.draft(4) == [1]
+    for token in [2, 7, 8]:
+        lookup.append(token)
+    assert lookup.draft(4) == [2]  # the newer occurrence
+
+
+ASK = f"Repeat this text exactly, word for word:\n\n{PASSAGE}"
+
+
+def _echo(server) -> str:
+    answer = server.client().messages.create(model=SMOL, max_tokens=120, extra_body={"temperature": 0},
+                                             messages=[{"role": "user", "content": ASK}])
+    return answer.content[0].text
+
+
+def _echo_sampled(server) -> str:
+    """At temperature 0.8 with a seed: the same draws from the same rows, drafts or not."""
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed", max_retries=0)
+    answer = client.chat.completions.create(model=SMOL, max_tokens=120, temperature=0.8, seed=7,
+                                            messages=[{"role": "user", "content": ASK}])
+    return answer.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def plain(start_server):
+    return start_server("--draft-max", "0")
+
+
+@pytest.mark.parametrize("answer", [_echo, _echo_sampled])
+def test_drafts_give_exactly_the_output_of_plain_decoding(server, plain, answer):
+    before = server.health()["models"].get(SMOL, {}).get("draft_accepted", 0)
+    assert answer(server) == answer(plain)
+    assert server.health()["models"][SMOL]["draft_accepted"] > before  # drafts were taken: the path is covered
+    assert plain.health()["models"][SMOL]["draft_tokens"] == 0
