@@ -104,13 +104,13 @@ def _first_token(url: str, body: dict) -> dict:
             elif event["type"] == "content_block_delta" and ttft is None:
                 ttft = time.monotonic() - started
     return {"ttft_s": round(ttft if ttft is not None else time.monotonic() - started, 2),
-            "input_tokens": usage.get("input_tokens", 0) + usage.get("cache_read_input_tokens", 0),
+            "input_tokens": sum(usage.get(k, 0) for k in ("input_tokens", "cache_read_input_tokens",
+                                                            "cache_creation_input_tokens")),
             "cache_read_input_tokens": usage.get("cache_read_input_tokens", 0)}
 
 
 def _bodies(request: dict, model: str) -> tuple[dict, dict]:
     body = {**copy.deepcopy(request), "model": model, "max_tokens": 8, "stream": True, "temperature": 0}
-    body.pop("thinking", None)  # a reasoning model would spend its 8 tokens thinking; the prompt is the same
     other = copy.deepcopy(body)  # another session: the same system prompt and tools, another task
     first = other["messages"][0]
     task = {"type": "text", "text": "List the Python files here and say which is the longest."}
