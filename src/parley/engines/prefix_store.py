@@ -22,7 +22,7 @@ import struct
 import threading
 import uuid
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +85,7 @@ class PrefixStore:
         self._by_key: dict[str, Match] = {}
         self._entries: dict[Path, Entry] = {}
         self._pending: set[str] = set()  # full keys of files being written
-        self._queue: queue.Queue[tuple[list[int], object] | None] = queue.Queue(maxsize=2)
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(maxsize=2)  # None: stop
         root.mkdir(parents=True, exist_ok=True)
         self._scan()
         self._writer = threading.Thread(target=self._write_loop, name="parley-prefix-store", daemon=True)
@@ -172,7 +172,7 @@ class PrefixStore:
                 return False
             self._pending.add(key)
         try:
-            self._queue.put_nowait((tokens, state))
+            self._jobs.put_nowait(lambda: self._save_now(tokens, memoryview(state)))  # type: ignore[arg-type]
         except queue.Full:
             with self._lock:
                 self._pending.discard(key)
@@ -180,32 +180,32 @@ class PrefixStore:
         return True
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait until queued saves are written (tests, shutdown)."""
+        """Wait until queued saves are written (tests)."""
         done = threading.Event()
-        self._queue.put((None, done), timeout=timeout)  # type: ignore[arg-type]
+        self._jobs.put(done.set, timeout=timeout)
         done.wait(timeout)
 
     def close(self) -> None:
+        """Write what is queued, then stop the writer."""
         try:
-            self._queue.put(None, timeout=30)
+            self._jobs.put(None, timeout=30)
         except queue.Full:
             return
         self._writer.join(30)
 
     def _write_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            tokens, state = item
-            if tokens is None:
-                state.set()  # type: ignore[attr-defined]
-                continue
-            keys = self.keys(tokens)
-            try:
-                self._write(tokens, keys, memoryview(state))  # type: ignore[arg-type]
-            except OSError as exc:
-                log.warning("prompt cache: could not write %d tokens: %s", len(tokens), exc)
-            finally:
-                with self._lock:
-                    self._pending.discard(keys[-1])
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def _save_now(self, tokens: list[int], state: memoryview) -> None:
+        keys = self.keys(tokens)
+        try:
+            self._write(tokens, keys, state)
+        except OSError as exc:
+            log.warning("prompt cache: could not write %d tokens: %s", len(tokens), exc)
+        finally:
+            with self._lock:
+                self._pending.discard(keys[-1])
 
     def _write(self, tokens: list[int], keys: list[str], state: memoryview) -> None:
         body_tokens = token_bytes(tokens)
