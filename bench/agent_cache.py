@@ -28,8 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
-from common import free_port, wait_healthy
+from common import start_parley, stream_messages
 
 REQUEST = Path(__file__).parent / "data" / "claude_code_first_request.json"
 
@@ -74,13 +73,7 @@ def capture(out: Path) -> None:
 
 
 def _serve(model: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--model", model,
-                             "--preload", "--data-dir", str(data_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, url, 300, "parley")
-    return proc, url
+    return start_parley("--model", model, "--preload", "--data-dir", str(data_dir))
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -92,17 +85,11 @@ def _first_token(url: str, body: dict) -> dict:
     """Stream `body`; seconds to the first content delta, and the usage parley reported."""
     started = time.monotonic()
     ttft, usage = None, {}
-    with httpx.stream("POST", url + "/v1/messages?beta=true", json=body, timeout=None,
-                      headers={"anthropic-version": "2023-06-01", "x-api-key": "bench"}) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
-            if event["type"] == "message_start":
-                usage = event["message"]["usage"]
-            elif event["type"] == "content_block_delta" and ttft is None:
-                ttft = time.monotonic() - started
+    for event in stream_messages(url, body, "/v1/messages?beta=true"):
+        if event["type"] == "message_start":
+            usage = event["message"]["usage"]
+        elif event["type"] == "content_block_delta" and ttft is None:
+            ttft = time.monotonic() - started
     return {"ttft_s": round(ttft if ttft is not None else time.monotonic() - started, 2),
             "input_tokens": sum(usage.get(k, 0) for k in ("input_tokens", "cache_read_input_tokens",
                                                             "cache_creation_input_tokens")),

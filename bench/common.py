@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 
@@ -39,3 +42,23 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) ->
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
+
+
+def start_parley(*args: str, timeout: float = 300) -> tuple[subprocess.Popen, str]:
+    """`parley serve ARGS` on a free port, once healthy: the process and its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(proc, url, timeout, "parley")
+    return proc, url
+
+
+def stream_messages(url: str, body: dict, path: str = "/v1/messages") -> Iterator[dict]:
+    """POST a streaming Messages request; its SSE events as they arrive."""
+    with httpx.stream("POST", url + path, json=body, timeout=None,
+                      headers={"anthropic-version": "2023-06-01", "x-api-key": "bench"}) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                yield json.loads(line[6:])

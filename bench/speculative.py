@@ -20,8 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-from common import free_port, wait_healthy
+from common import start_parley, stream_messages
 
 
 def _source_file(lines: int = 300) -> str:
@@ -42,29 +41,19 @@ def _generate(url: str, model: str, prompt: str, max_tokens: int, opening: str =
     body = {"model": model, "max_tokens": max_tokens, "temperature": 0, "stream": True, "messages": messages}
     first = last = None
     text, tokens = [], 0
-    with httpx.stream("POST", url + "/v1/messages", json=body, timeout=None) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: "):
-                continue
-            event = json.loads(line[6:])
-            if event["type"] == "content_block_delta":
-                last = time.monotonic()
-                first = first or last
-                text.append(event["delta"].get("text", ""))
-            elif event["type"] == "message_delta":
-                tokens = event["usage"]["output_tokens"]
+    for event in stream_messages(url, body):
+        if event["type"] == "content_block_delta":
+            last = time.monotonic()
+            first = first or last
+            text.append(event["delta"].get("text", ""))
+        elif event["type"] == "message_delta":
+            tokens = event["usage"]["output_tokens"]
     seconds = (last - first) if first and last and last > first else float("nan")
     return {"text": "".join(text), "tokens": tokens, "seconds": seconds}
 
 
 def _serve(model: str, draft_max: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), "--model", model,
-                             "--preload", "--draft-max", str(draft_max), "--disk-cache-size", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, url, 300, "parley")
+    proc, url = start_parley("--model", model, "--preload", "--draft-max", str(draft_max), "--disk-cache-size", "0")
     _generate(url, model, "Say hi.", 4)  # warm up
     return proc, url
 

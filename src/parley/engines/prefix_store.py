@@ -120,7 +120,7 @@ class PrefixStore:
         """How many of `prompt`'s tokens to store now (0: none): whole blocks short of the last token, when
         they reach `min_tokens` past what the store already holds of this prompt."""
         n = (len(prompt) - 1) // self.block * self.block
-        if n < self.min_tokens or self.max_bytes <= 0:
+        if n < self.min_tokens:
             return 0
         held = self.longest(prompt)
         key = self.keys(prompt[:n])[-1]
