@@ -18,6 +18,7 @@ import httpx
 from common import free_port
 from llama_cpp import Llama
 
+from parley.engines.llamacpp import cpu_backend
 from parley.models.registry import ModelRegistry
 from parley.settings import Settings
 
@@ -60,6 +61,7 @@ def bench_parley(model: str, max_tokens: int, threads: int) -> dict:
 
 
 def bench_raw(path: Path, prompt_text: str, n_tokens: int, threads: int) -> dict:
+    cpu_backend.ensure_loaded()  # the same CPU backend variant parley loads
     llm = Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
     tokens = llm.tokenize(prompt_text.encode(), add_bos=True, special=True)
     start = time.perf_counter()

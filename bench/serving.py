@@ -134,6 +134,9 @@ class RawLlama:
     def __init__(self, path: Path, threads: int) -> None:
         from llama_cpp import Llama
 
+        from parley.engines.llamacpp import cpu_backend
+
+        cpu_backend.ensure_loaded()  # the same CPU backend variant parley loads
         self.llm = Llama(str(path), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
         self.template = ChatTemplate(self.llm.metadata.get("tokenizer.chat_template"))
 
@@ -231,11 +234,14 @@ def main() -> None:
     parser.add_argument("--compare-in-process", action="store_true",
                         help="interleaved rounds: parley (model in a child process) vs parley --in-process")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--native", action="store_true",
+                        help="against a llama-server built with -DGGML_NATIVE=ON (build_llama_server.sh --native)")
     args = parser.parse_args()
 
     settings = Settings()
     path = ModelRegistry(settings).resolve(args.model).locate(settings.cache_dir)
-    binary = subprocess.run(["bash", str(HERE / "build_llama_server.sh")], check=True, capture_output=True,
+    binary = subprocess.run(["bash", str(HERE / "build_llama_server.sh"), *(["--native"] if args.native else [])],
+                            check=True, capture_output=True,
                             text=True).stdout.strip().splitlines()[-1]
     t, ctx = str(args.threads), str(args.n_ctx)
     print(f"{args.model} ({path.name}), {args.threads} threads, {platform.processor() or platform.machine()}",

@@ -324,12 +324,15 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--limit", type=int, help="run only the first N prompts")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--off-first", action="store_true",
+                        help="run the grammar-off server first (run both orders: the later one meets a warmer, "
+                             "busier machine)")
     args = parser.parse_args()
 
     prompts = PROMPTS[: args.limit] if args.limit else PROMPTS
     log_dir = Path(tempfile.mkdtemp(prefix="parley-tool-bench-"))
     results = {}
-    for grammar in (True, False):
+    for grammar in ((False, True) if args.off_first else (True, False)):
         key = "on" if grammar else "off"
         results[key] = run_server(args.model, grammar, prompts, log_dir / f"server-grammar-{key}.log")
 

@@ -7,6 +7,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaSampler
 
 from parley.core.params import GrammarConstraint, SamplingParams
+from parley.engines.llamacpp import cpu_backend
 from parley.engines.llamacpp.sampling import add_grammar, build_sampler
 from parley.grammar.json_output import check_strict_schema, strict_gbnf
 from parley.models.packaged import SMOLLM2_135M
@@ -18,6 +19,7 @@ SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength
 
 
 def test_fast_path_gives_the_grammar_first_greedy_tokens():
+    cpu_backend.ensure_loaded()  # llama-cpp-python's Llama looks for ggml's backends only beside python
     llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), n_ctx=512, verbose=False)
     grammar = GrammarConstraint(strict_gbnf(check_strict_schema(SCHEMA, "s"), "s"))
     fast = build_sampler(llm._model.vocab,

@@ -94,7 +94,7 @@ class Engine(Vocabulary, Protocol):
         """Start generating (or queue until a slot frees); never blocks."""
         ...
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | str]:
         """Numbers for /health: slots, busy slots, cached tokens and their bound."""
         ...
 

@@ -92,7 +92,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         self._runs: dict[int, _Run] = {}  # not yet ended, whether sent to the child or held back
         self._checks: dict[int, _Check] = {}  # sent to the child, not yet answered
         self._ledger = CrashLedger()
-        self._figures: dict[str, int] = {}  # the child's last engine stats
+        self._figures: dict[str, int | str] = {}  # the child's last engine stats
         self._accepting = threading.Event()  # the child takes new work (not starting, restarting, draining)
         self._recycling = False
         self._down: str | None = None  # why the last restart failed
@@ -142,7 +142,7 @@ class IsolatedEngine(SpeaksThroughVocabulary):
                 self._revive()  # held until a child takes it
         return run
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, int | str]:
         return {**self._figures, "pid": self._child.pid, "restarts": self.restarts, "crashes": self.crashes}
 
     def close(self) -> None:

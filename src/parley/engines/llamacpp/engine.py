@@ -16,6 +16,7 @@ from ...grammar.threads import on_grammar_thread
 from ..base import Generation, Sink, SpeaksThroughVocabulary
 from ..features import EngineFeatures
 from ..prefix_store import PrefixStore
+from . import cpu_backend
 from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
 from .states import model_identity
@@ -35,6 +36,7 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
                  disk_cache: dict[str, Any] | None = None, draft_max: int = 0) -> None:
         """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off);
         `draft_max`: the longest prompt-lookup draft verified per step (0: no speculative decoding)."""
+        self.cpu_backend = cpu_backend.ensure_loaded()
         self.vocab = LlamaCppVocab(path)
         self._model = self.vocab.model
         threads = n_threads or os.cpu_count() or 1
@@ -79,8 +81,8 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
             sampler.close()
             raise
 
-    def stats(self) -> dict[str, int]:
-        return self._scheduler.stats()
+    def stats(self) -> dict[str, int | str]:
+        return {**self._scheduler.stats(), "cpu_backend": self.cpu_backend}
 
     def close(self) -> None:
         closed = self._scheduler.close()
