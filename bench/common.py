@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -44,11 +45,12 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) ->
     raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
 
 
-def start_parley(*args: str, timeout: float = 300) -> tuple[subprocess.Popen, str]:
-    """`parley serve ARGS` on a free port, once healthy: the process and its URL."""
+def start_parley(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`parley serve ARGS` on a free port (with `env` added to the environment), once healthy: the process
+    and its URL."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     wait_healthy(proc, url, timeout, "parley")
     return proc, url

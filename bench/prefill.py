@@ -1,11 +1,13 @@
 """Prefill speed: parley against a natively built `llama-server`, same GGUF, same threads, same run.
 
-Both servers stay up; for each prompt size they take turns (llama-server, then parley), each prompt opened by
-a nonce so no cache holds any of it (parley's disk cache is off). Prefill tok/s = the prompt's input tokens
-(as each server counts them) / time to the first streamed token, with max_tokens 1.
+All servers stay up; for each prompt size they take turns, each prompt opened by a nonce so that no cache
+holds any of it (parley's disk cache is off). Prefill tok/s = the prompt's input tokens (as each server counts
+them) / time to the first streamed token, with max_tokens 1; the median of --rounds. `--variants haswell`
+adds a parley forced onto that CPU backend (PARLEY_CPU_BACKEND; haswell = the AVX2 level the install used to
+build alone).
 
-    bash bench/build_llama_server.sh --native    # once, ~10 min on 2 cores, cached per CPU
-    .venv/bin/python bench/prefill.py [--sizes 1000 4000 12000] [--rounds 1] [--json OUT]
+    bash bench/build_llama_server.sh --native    # once: ~14 min on 2 cores, cached per CPU
+    .venv/bin/python bench/prefill.py [--sizes 1000 4000 12000] [--variants haswell] [--json OUT]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -37,8 +40,6 @@ def prefill(url: str, model: str, tokens: int) -> tuple[int, float]:
             n_input = event["message"]["usage"]["input_tokens"]
         elif event["type"] == "content_block_delta" and not first:
             first = time.perf_counter() - start
-        elif event["type"] == "message_delta":
-            n_input = event.get("usage", {}).get("input_tokens") or n_input
     return n_input, first or (time.perf_counter() - start)
 
 
@@ -47,8 +48,9 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 12000])
-    parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--llama-server-args", default="", help="extra llama-server flags, e.g. '-ub 1024 -fa on'")
+    parser.add_argument("--rounds", type=int, default=1, help="median of this many prompts per size and server")
+    parser.add_argument("--variants", nargs="*", default=[], help="also parley on these CPU backends")
+    parser.add_argument("--llama-server-args", default="", help="extra llama-server flags, e.g. '-ub 1024'")
     parser.add_argument("--parley-args", default="", help="extra parley serve flags")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -63,38 +65,44 @@ def main() -> None:
                                "127.0.0.1", "--port", str(port), "--no-webui", "--jinja", "--cache-ram", "0",
                                *args.llama_server_args.split()],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    native_url = f"http://127.0.0.1:{port}"
-    parley, parley_url = start_parley("--model", args.model, "--threads", t, "--n-ctx", ctx, "--parallel", "1",
-                                      "--disk-cache-size", "0", *args.parley_args.split())
+    procs, urls = [native], {"llama-server": f"http://127.0.0.1:{port}"}
     try:
-        wait_healthy(native, native_url, 300, "llama-server")
-        for url in (native_url, parley_url):
-            prefill(url, args.model, 64)  # loaded and warm
-        health = httpx.get(parley_url + "/health", timeout=10).json()
+        wait_healthy(native, urls["llama-server"], 300, "llama-server")
+        serve = ("--model", args.model, "--threads", t, "--n-ctx", ctx, "--parallel", "1", "--disk-cache-size", "0",
+                 *args.parley_args.split())
+        for variant in [None, *args.variants]:
+            proc, url = start_parley(*serve, env={"PARLEY_CPU_BACKEND": variant} if variant else None)
+            procs.append(proc)
+            prefill(url, args.model, 64)  # the model loaded
+            backend = httpx.get(url + "/health", timeout=10).json()["models"][args.model]["cpu_backend"]
+            urls[f"parley ({backend})"] = url
         print(f"{args.model} ({path.name}), {args.threads} threads, {platform.processor() or platform.machine()}; "
-              f"parley CPU backend: {health.get('cpu_backend', '?')}", flush=True)
-        print(f"{'prompt tokens':>14}{'llama-server tok/s':>20}{'parley tok/s':>14}{'ratio':>8}", flush=True)
+              f"llama-server: {binary}", flush=True)
+        names = list(urls)
+        print(f"{'prompt tokens':>14}" + "".join(f"{n + ' tok/s':>28}" for n in names)
+              + "".join(f"{n + ' ×':>26}" for n in names[1:]), flush=True)
         rows = []
         for size in args.sizes:
-            for _ in range(args.rounds):
-                n_ref, s_ref = prefill(native_url, args.model, size)
-                n_ours, s_ours = prefill(parley_url, args.model, size)
-                row = {"size": size, "llama_server": {"tokens": n_ref, "s": s_ref, "tok_s": n_ref / s_ref},
-                       "parley": {"tokens": n_ours, "s": s_ours, "tok_s": n_ours / s_ours}}
-                row["ratio"] = row["parley"]["tok_s"] / row["llama_server"]["tok_s"]
-                rows.append(row)
-                print(f"{n_ours:>14}{row['llama_server']['tok_s']:>20.1f}{row['parley']['tok_s']:>14.1f}"
-                      f"{row['ratio']:>8.3f}", flush=True)
+            samples: dict[str, list[tuple[int, float]]] = {name: [] for name in names}
+            for _ in range(args.rounds):  # taking turns, so that drift of the machine falls on all alike
+                for name, url in urls.items():
+                    samples[name].append(prefill(url, args.model, size))
+            row = {"size": size}
+            for name, got in samples.items():
+                rates = [n / s for n, s in got]
+                row[name] = {"tokens": got[0][0], "tok_s": statistics.median(rates), "samples": rates}
+            rows.append(row)
+            ref = row["llama-server"]["tok_s"]
+            print(f"{row[names[1]]['tokens']:>14}" + "".join(f"{row[n]['tok_s']:>28.1f}" for n in names)
+                  + "".join(f"{row[n]['tok_s'] / ref:>26.3f}" for n in names[1:]), flush=True)
         if args.json:
-            args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "cpu": platform.processor(),
-                                             "cpu_backend": health.get("cpu_backend"), "llama_server": binary,
+            args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "llama_server": binary,
                                              "llama_server_args": args.llama_server_args,
                                              "parley_args": args.parley_args, "rows": rows}, indent=1))
     finally:
-        for proc in (native, parley):
+        for proc in procs:
             proc.terminate()
             proc.wait(30)
-
 
 
 if __name__ == "__main__":
