@@ -22,8 +22,22 @@ def test_a_draft_is_what_followed_the_latest_earlier_occurrence():
     lookup.taken(2, 2)
     assert lookup.draft(8) == [4, 5, 6, 9]
     assert lookup.draft(2) == [4, 5]  # never past the room given
-    lookup.taken(4, 0)
-    assert lookup.draft(8) == [4]  # a miss shrinks it
+    lookup.taken(4, 1)
+    assert lookup.draft(8) == [4]  # a miss shrinks it to what was taken
+
+
+def test_drafts_that_miss_entirely_rest_for_longer_each_time():
+    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 9, 2, 3], max_draft=16)
+    rests = []
+    for _ in range(7):
+        assert lookup.draft(8) == [4]
+        lookup.taken(1, 0)
+        rests.append(0)
+        while not lookup.draft(8):
+            rests[-1] += 1
+    assert rests == [1, 2, 4, 8, 16, 32, 32]  # doubling, up to MAX_REST
+    lookup.taken(1, 1)  # a taken draft ends the rests
+    assert lookup.draft(8) == [4, 5]
 
 
 def test_the_tail_never_matches_itself_and_the_latest_occurrence_wins():

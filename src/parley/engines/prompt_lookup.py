@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+MAX_REST = 32  # steps without drafts after repeated misses, at most
+
+
 class PromptLookup:
     """One request's drafts. `tokens` grows with the output; the n-gram table is filled lazily, one step
     behind the end, so that the tail never finds itself."""
@@ -21,6 +24,10 @@ class PromptLookup:
         self._indexed = 0  # n-grams ending before this position are in the table
         self._length = 1  # drafts grow while they are taken and shrink when they miss
         self._source: int | None = None  # where the text being copied continues, while the output follows it
+        # On a CPU a draft row costs about what a token costs: after drafts that miss entirely, rest for
+        # 1, 2, 4 … MAX_REST steps, so text that echoes nothing (counting, prose) pays for few of them.
+        self._misses = 0
+        self._rest = 0
 
     def append(self, token: int) -> None:
         source = self._source
@@ -31,6 +38,9 @@ class PromptLookup:
         """Up to `room` tokens likely to follow `tokens` (empty: nothing to go on)."""
         limit = min(room, self._length)
         if limit <= 0:
+            return []
+        if self._rest:
+            self._rest -= 1
             return []
         tokens = self.tokens
         if self._source is None:  # not following a copy: find where the last few tokens occurred before
@@ -44,9 +54,12 @@ class PromptLookup:
         return tokens[self._source : self._source + limit]  # type: ignore[misc]
 
     def taken(self, offered: int, accepted: int) -> None:
-        """How the last draft fared: all taken doubles the next one, a miss halves it."""
+        """How the last draft fared: all taken doubles the next one, a miss shrinks it to what was taken, and
+        a draft of which nothing was taken rests drafting for twice as long as the last such rest."""
         if offered:
             self._length = min(self.max_draft, self._length * 2) if accepted == offered else max(1, accepted)
+            self._misses = 0 if accepted else self._misses + 1
+            self._rest = min(MAX_REST, 1 << (self._misses - 1)) if self._misses else 0
 
     def _index(self) -> None:
         tokens, end = self.tokens, len(self.tokens) - 1
