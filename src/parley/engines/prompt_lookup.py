@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
 MAX_REST = 32  # steps without drafts after repeated misses, at most
 
 
