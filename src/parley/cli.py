@@ -1,8 +1,9 @@
-"""`parley serve` and `parley models`."""
+"""`parley serve`, `parley models`, and the client commands `launch`, `pull` and `chat`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import signal
@@ -11,6 +12,12 @@ from pathlib import Path
 
 from .engines.registry import ENGINE_CHOICES
 from .settings import Settings
+
+CLIENT_COMMANDS = {
+    "launch": "start an agent (Claude Code) against parley",
+    "pull": "download a model into the Hugging Face cache",
+    "chat": "chat with a running server in the terminal",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,12 +58,28 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--draft-max", type=int, help=fields["draft_max"].description)
             cmd.add_argument("--disk-cache-min-tokens", type=int, help=fields["disk_cache_min_tokens"].description)
             cmd.add_argument("--batch-retention-days", type=float, help=fields["batch_retention_days"].description)
+    for name, help_text in CLIENT_COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        _command(name).add_arguments(cmd)
     return parser
 
 
+def _command(name: str):
+    return importlib.import_module(f".commands.{name}", __package__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # What follows `--` is the launched agent's own command line, kept whole (argparse would parse it).
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    parser = _parser()
+    args = parser.parse_args(argv[: len(argv) - len(passthrough) - 1] if "--" in argv else argv)
+    if passthrough and args.command != "launch":
+        parser.error("arguments after -- are for `parley launch` only")
+    args.passthrough = passthrough
+    if args.command in CLIENT_COMMANDS:
+        return _command(args.command).run(args)
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "passthrough") and v is not None}
     settings = Settings(**overrides)
     from .models.config import ConfigError
 
@@ -73,7 +96,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from .api.middleware import RequestIdLogFilter
-    from .app import create_app
+    from .app import api_keys, create_app
     from .server import GracefulServer
 
     handler = logging.StreamHandler()
@@ -87,7 +110,12 @@ def _serve(settings: Settings) -> int:
                             timeout_graceful_shutdown=settings.shutdown_grace + 5)
     # uvicorn re-raises the signal it caught once it is done; a clean shutdown should exit 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    GracefulServer(config, app.state.stopping, settings.shutdown_grace).run()
+    from .banner import ready_banner
+
+    def ready(port: int) -> None:
+        print(ready_banner(settings.host, port, settings.default_model, bool(api_keys(settings))), flush=True)
+
+    GracefulServer(config, app.state.stopping, settings.shutdown_grace, on_ready=ready).run()
     return 0
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import NotFoundError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def split_hf_id(model_id: str) -> tuple[str, str | None] | None:
@@ -82,25 +85,12 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def download(model_id: str, cache_dir: Path, timeout: float) -> Path:
-    """Fetch the GGUF named by an HF id into `cache_dir` (with huggingface_hub's progress bar).
-
-    Blocking: call it off the event loop. Raises NotFoundError saying what was tried."""
-    parsed = split_hf_id(model_id)
-    if parsed is None:
-        raise NotFoundError(f"model '{model_id}' is not a Hugging Face id")
-    repo, filename = parsed
-    wanted = f"repo '{repo}', file '{filename or 'the single .gguf in the repo'}'"
-    if problem := probe_hub(timeout):
-        raise NotFoundError(f"could not download {wanted} from the Hugging Face hub: {problem}")
-    import huggingface_hub
+def _from_hub(wanted: str, call: Callable[[], T]) -> T:
+    """`call()` against the hub, its failures turned into a NotFoundError that says what was tried."""
     from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        if filename is None:
-            filename = _pick_file(repo, huggingface_hub.HfApi().list_repo_files(repo))
-        log.info("downloading %s from %s into %s", filename, repo, cache_dir)
-        path = huggingface_hub.hf_hub_download(repo, filename, cache_dir=cache_dir, etag_timeout=timeout)
+        return call()
     except NotFoundError:  # from _pick_file: already says what is wrong
         raise
     except LocalEntryNotFoundError as exc:  # a subclass of EntryNotFoundError: the connection failed after all
@@ -111,4 +101,53 @@ def download(model_id: str, cache_dir: Path, timeout: float) -> Path:
         raise NotFoundError(f"could not download {wanted}: the repo has no such file") from exc
     except Exception as exc:  # HTTP, disk, and the hub client's own transport errors (httpx/requests by version)
         raise NotFoundError(f"could not download {wanted} from the Hugging Face hub: {_first_line(exc)}") from exc
-    return Path(path)
+
+
+def _parse(model_id: str) -> tuple[str, str | None]:
+    parsed = split_hf_id(model_id)
+    if parsed is None:
+        raise NotFoundError(f"model '{model_id}' is not a Hugging Face id (ORG/REPO or ORG/REPO:FILE.gguf)")
+    return parsed
+
+
+def download(model_id: str, cache_dir: Path, timeout: float, files: list[str] | None = None,
+             progress: type | None = None) -> Path:
+    """Fetch the GGUF named by an HF id into `cache_dir`; `files`, the repo's listing when the caller has it
+    already; `progress`, a tqdm class for the progress bar (default: huggingface_hub's, shown on a terminal).
+
+    Blocking: call it off the event loop. Raises NotFoundError saying what was tried."""
+    repo, filename = _parse(model_id)
+    wanted = f"repo '{repo}', file '{filename or 'the single .gguf in the repo'}'"
+    if files is None and (problem := probe_hub(timeout)):
+        raise NotFoundError(f"could not download {wanted} from the Hugging Face hub: {problem}")
+    import huggingface_hub
+
+    def fetch() -> str:
+        listing = files if files is not None else None if filename else huggingface_hub.HfApi().list_repo_files(repo)
+        name = filename or _pick_file(repo, listing or [])
+        log.info("downloading %s from %s into %s", name, repo, cache_dir)
+        return huggingface_hub.hf_hub_download(repo, name, cache_dir=cache_dir, etag_timeout=timeout,
+                                               tqdm_class=progress)
+
+    return Path(_from_hub(wanted, fetch))
+
+
+def pull(model_id: str, cache_dir: Path, timeout: float, progress: type | None = None) -> Path:
+    """`parley pull`: a GGUF as `download` picks it or, from a repo without GGUF files, the whole model
+    directory (MLX or Hugging Face weights, for the mlx and vllm engines). The path of the file or directory."""
+    repo, filename = _parse(model_id)
+    if filename is not None:
+        return download(model_id, cache_dir, timeout, progress=progress)
+    if problem := probe_hub(timeout):
+        raise NotFoundError(f"could not download repo '{repo}' from the Hugging Face hub: {problem}")
+    import huggingface_hub
+
+    files = _from_hub(f"repo '{repo}'", lambda: huggingface_hub.HfApi().list_repo_files(repo))
+    if any(f.endswith(".gguf") for f in files):
+        return download(model_id, cache_dir, timeout, files, progress)
+    if "config.json" not in files:
+        raise NotFoundError(f"the Hugging Face repo '{repo}' holds neither a .gguf file nor a model directory "
+                            "(no config.json)")
+    log.info("downloading the model directory %s into %s", repo, cache_dir)
+    return Path(_from_hub(f"repo '{repo}'", lambda: huggingface_hub.snapshot_download(
+        repo, cache_dir=cache_dir, etag_timeout=timeout, tqdm_class=progress)))

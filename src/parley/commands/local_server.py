@@ -1,0 +1,101 @@
+"""Finding a parley server for the client commands, or starting one in the background."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..settings import Settings
+
+START_TIMEOUT = 120.0  # seconds: the server answers /health before any model loads
+
+
+class ServerError(Exception):
+    """No usable parley at the URL: the message says what was found instead."""
+
+
+@dataclass
+class Found:
+    url: str
+    health: dict[str, Any]
+    started_pid: int | None = None  # set when this command started the server
+    log: Path | None = None
+
+
+def default_url(settings: Settings) -> str:
+    return os.environ.get("PARLEY_URL") or f"http://{settings.host}:{settings.port}"
+
+
+def probe(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The server's /health when a parley answers at `url`; None when nothing listens there."""
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.ConnectError:
+        return None
+    except httpx.HTTPError as exc:
+        raise ServerError(f"{url} did not answer /health: {exc}") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict) or body.get("server") != "parley":
+        raise ServerError(f"something other than parley is listening at {url} (GET /health → "
+                          f"{response.status_code})")
+    return body
+
+
+def find_or_start(url: str, settings: Settings) -> Found:
+    """The parley at `url`, or, if nothing listens there and it is this machine, a `parley serve` started in
+    its own session (so it outlives this command and the terminal's signals) on that host and port."""
+    if (health := probe(url)) is not None:
+        return Found(url, health)
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ServerError(f"no server answers at {url}, and parley starts one only on this machine")
+    log = settings.data_dir / "logs" / "serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    port = parts.port or settings.port
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--host", parts.hostname,
+                                 "--port", str(port)], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerError(f"parley serve exited with status {proc.returncode}; see {log}")
+        if (health := probe(url)) is not None:
+            return Found(url, health, proc.pid, log)
+        time.sleep(0.3)
+    proc.terminate()
+    raise ServerError(f"parley serve did not answer at {url} within {START_TIMEOUT:.0f} s; see {log}")
+
+
+def list_models(url: str, api_key: str | None) -> list[dict[str, Any]]:
+    """Every model the server lists (all pages of `GET /v1/models`)."""
+    headers = {"x-api-key": api_key} if api_key else {}
+    models: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 1000}
+    while True:
+        response = httpx.get(url.rstrip("/") + "/v1/models", params=params, headers=headers, timeout=10)
+        if response.status_code != 200:
+            raise ServerError(f"GET {url}/v1/models → {response.status_code}: {_message(response)}")
+        page = response.json()
+        models += page["data"]
+        if not page.get("has_more"):
+            return models
+        params["after_id"] = page["last_id"]
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

@@ -1,0 +1,153 @@
+"""`parley launch claude`: the environment it gives Claude Code, what it refuses, and the real Claude Code (from
+npm, cached) run through it against a parley the command started itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import QWEN, SMOL
+from parley.commands.launch import CLAUDE_CODE_PROMPT_TOKENS, MODEL_VARIABLES
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from claude_code import claude_binary  # noqa: E402
+from npm import NpmUnavailable  # noqa: E402
+
+
+def _launch(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+            ) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE", "PARLEY_"))}
+    return subprocess.run([sys.executable, "-m", "parley.cli", "launch", "claude", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**environ, **(env or {})}, cwd=cwd,
+                          stdin=subprocess.DEVNULL)
+
+
+def _exported(script: str) -> dict[str, str]:
+    """The variables a shell gets from `eval "$(parley launch claude --config)"`."""
+    shown = subprocess.run(["bash", "-c", 'eval "$(cat)" && env -0'], input=script, capture_output=True,
+                           text=True, check=True, env={}).stdout
+    return dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
+
+
+def test_config_prints_what_claude_code_needs_in_shell_syntax(server):
+    shown = _launch("--config", "--url", server.url, "--model", QWEN)
+    assert shown.returncode == 0, shown.stderr
+    env = _exported(shown.stdout)
+    assert env["ANTHROPIC_BASE_URL"] == server.url and env["ANTHROPIC_AUTH_TOKEN"] == "parley"
+    assert env["ANTHROPIC_API_KEY"] == ""  # a real key in the user's environment must not win
+    assert {env[name] for name in MODEL_VARIABLES} == {QWEN}  # every role: no request names a model parley lacks
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and int(env["API_TIMEOUT_MS"]) >= 600_000
+    assert "warning" not in shown.stderr  # Qwen serves 32k
+
+
+def test_a_context_shorter_than_claude_codes_prompt_is_warned_about(server):
+    shown = _launch("--config", "--url", server.url, "--model", SMOL)
+    assert shown.returncode == 0
+    assert f"warning: {SMOL} serves a context of 8,192 tokens" in shown.stderr, shown.stderr
+    assert f"about {CLAUDE_CODE_PROMPT_TOKENS:,} tokens" in shown.stderr
+
+
+def test_the_warning_threshold_is_what_claude_code_sends(server):
+    """The constant, re-measured: Claude Code's captured first request, counted by the server."""
+    request = json.loads((ROOT / "bench" / "data" / "claude_code_first_request.json").read_text())["request"]
+    body = {k: request[k] for k in ("model", "system", "messages", "tools") if k in request} | {"model": QWEN}
+    counted = httpx.post(server.url + "/v1/messages/count_tokens", json=body, timeout=120)
+    assert counted.status_code == 200, counted.text
+    tokens = counted.json()["input_tokens"]
+    assert abs(tokens - CLAUDE_CODE_PROMPT_TOKENS) <= 0.05 * tokens, tokens
+
+
+def test_the_default_model_is_taken_with_yes(server):
+    shown = _launch("--config", "--yes", "--url", server.url)
+    assert _exported(shown.stdout)["ANTHROPIC_MODEL"] == server.health()["default_model"] == QWEN
+
+
+def test_an_unknown_model_is_refused_naming_the_ones_there_are(server):
+    shown = _launch("--config", "--url", server.url, "--model", "gpt-5")
+    assert shown.returncode == 1 and shown.stdout == ""
+    assert "no model 'gpt-5'" in shown.stderr and QWEN in shown.stderr and SMOL in shown.stderr
+
+
+def test_a_servers_api_key_is_asked_for_and_passed_on(start_server):
+    keyed = start_server(api_keys='["sesame"]')
+    refused = _launch("--config", "--url", keyed.url)
+    assert refused.returncode == 1 and "requires an API key" in refused.stderr, refused.stderr
+    shown = _launch("--config", "--url", keyed.url, "--api-key", "sesame")
+    assert shown.returncode == 0, shown.stderr
+    assert _exported(shown.stdout)["ANTHROPIC_AUTH_TOKEN"] == "sesame"
+
+
+def test_something_else_on_the_port_is_not_taken_for_parley(tmp_path):
+    other = subprocess.Popen([sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        port = re.search(r"port (\d+)", other.stdout.readline()).group(1)
+        shown = _launch("--config", "--url", f"http://127.0.0.1:{port}")
+    finally:
+        other.terminate()
+    assert shown.returncode == 1 and "something other than parley" in shown.stderr, shown.stderr
+
+
+def test_without_claude_code_it_says_how_to_install_it(server, tmp_path):
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "claude").exists())
+    shown = _launch("--yes", "--url", server.url, env={"PATH": bare_path, "HOME": str(tmp_path),
+                                                       "npm_config_prefix": str(tmp_path / "npm")})
+    assert shown.returncode == 1
+    assert "Claude Code is not installed" in shown.stderr and "npm install -g @anthropic-ai/claude-code" in shown.stderr
+
+
+@pytest.fixture(scope="module")
+def claude_on_path(tmp_path_factory) -> Path:
+    try:
+        binary = claude_binary()
+    except NpmUnavailable as exc:
+        pytest.skip(str(exc))
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "claude").symlink_to(binary)
+    return bin_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(2400)
+def test_launch_runs_claude_code_against_a_parley_it_started(claude_on_path, tmp_path):
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    home.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"PATH": f"{claude_on_path}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
+           "PARLEY_PORT": str(port), "PARLEY_DATA_DIR": str(tmp_path / "data"),
+           "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "512", "DISABLE_AUTOUPDATER": "1"}
+    # Only the Read tool: the full tool set's ~12k-token prompt is tests/test_claude_code.py's to run.
+    run = _launch("--yes", "--", "-p", "Reply with one word: ready", "--output-format", "json", "--max-turns", "1",
+                  "--tools", "Read", env=env, timeout=2100, cwd=project)
+    started = re.search(r"started `parley serve` at (\S+) \(pid (\d+)", run.stderr)
+    assert started and started.group(1) == url, run.stderr
+    pid = int(started.group(2))
+    try:
+        assert f"still running at {url} (pid {pid})" in run.stderr  # reported again once Claude Code is done
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        # Claude Code ran to an end of its own: an answer, or the turn limit (the model's doing, not parley's).
+        outcome = (run.returncode, result.get("is_error"), result.get("subtype"))
+        assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (result, run.stderr[-2000:])
+        assert httpx.get(url + "/health", timeout=5).json()["server"] == "parley"  # left running
+        metrics = httpx.get(url + "/metrics", timeout=5).text
+        served = re.findall(r'parley_requests_total\{route="/v1/messages",status="2\d\d"\} (\d+)', metrics)
+        assert served and sum(float(n) for n in served) >= 1, metrics[-2000:]
+    finally:
+        os.kill(pid, signal.SIGTERM)
