@@ -12,14 +12,15 @@ from typing import Any
 import anthropic
 import httpx
 
+from ..settings import Settings
 from .chat_render import Renderer
+from .local_server import ServerError, default_url, probe
 
 try:
     import readline  # noqa: F401  (importing it gives input() line editing and history)
 except ImportError:  # not on every platform; input() still works without it
     pass
 
-DEFAULT_URL = "http://127.0.0.1:10240"
 PROMPT = "you> "
 HELP = """\
 /system TEXT   set the system prompt (/system alone shows it)
@@ -30,7 +31,7 @@ HELP = """\
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help=f"the parley server (default: $PARLEY_URL, else {DEFAULT_URL})")
+    parser.add_argument("--url", help="the parley server (default: $PARLEY_URL, else the serve host and port)")
     parser.add_argument("--model", help="model id (default: the server's default model)")
     parser.add_argument("--api-key", help="the server's API key (default: $ANTHROPIC_API_KEY)")
     parser.add_argument("--system", default="", help="system prompt")
@@ -41,11 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = (args.url or os.environ.get("PARLEY_URL") or DEFAULT_URL).rstrip("/")
+    url = (args.url or default_url(Settings())).rstrip("/")
     try:
-        health = _health(url)
+        health = probe(url)
+        if health is None:
+            raise ServerError(f"cannot reach a parley server at {url} (nothing listens there; start one with "
+                              f"`parley serve`)")
         tools = _load_tools(args.tools) if args.tools else None
-    except ValueError as exc:
+    except (ServerError, ValueError) as exc:
         print(f"parley chat: {exc}", file=sys.stderr)
         return 1
     model = args.model or health.get("default_model")
@@ -59,21 +63,6 @@ def run(args: argparse.Namespace) -> int:
                 thinking=args.thinking, tools=tools)
     Renderer(sys.stdout).dim(f"parley chat · {url} · {model} · /help for commands")
     return chat.loop()
-
-
-def _health(url: str) -> dict[str, Any]:
-    """The server's /health, or a ValueError that says in one line why not."""
-    try:
-        response = httpx.get(url + "/health", timeout=5)
-    except httpx.HTTPError as exc:
-        raise ValueError(f"cannot reach a parley server at {url} ({type(exc).__name__}: {exc})") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code != 200 or not isinstance(body, dict):
-        raise ValueError(f"{url} does not look like a parley server (GET /health: HTTP {response.status_code})")
-    return body
 
 
 def _load_tools(path: Path) -> list[dict[str, Any]]:

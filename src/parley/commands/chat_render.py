@@ -24,7 +24,8 @@ class Renderer:
         if s:
             self.out.write(s)
             self.out.flush()  # the point is to see each delta as it arrives
-            self.at_line_start = s.endswith("\n")
+            if s not in (DIM, RESET):  # an escape alone moves no cursor
+                self.at_line_start = s.endswith("\n")
 
     def end_line(self) -> None:
         if not self.at_line_start:
@@ -71,7 +72,9 @@ class Renderer:
 
     def _stop(self) -> None:
         if self.block == "thinking":
-            self.write(RESET + "\n" if self.tty else "\n")
+            if self.tty:
+                self.write(RESET)
+            self.end_line()
         elif self.block == "tool_use":
             self.write(")\n")
         self.block = None

@@ -1,0 +1,178 @@
+"""`parley chat` in a real pseudo-terminal (pexpect) against a real `parley serve`: streaming, history, slash
+commands, Ctrl-C mid-answer, and a server that is not there."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import pexpect
+import pytest
+
+from conftest import QWEN, SMOL, _free_port
+
+PROMPT = "you> "
+QUESTION = "What is the capital of France? Answer in one word."
+# [end_turn · in 42 (0 cached) · out 8 · 31.2 tok/s · smollm2-135m-instruct]
+STATUS = re.compile(r"\[(\w+) · in (\d+) \((\d+) cached\) · out (\d+) · ([\d.]+|-) tok/s · ([^\]\s]+)\]")
+ENV = {**os.environ, "TERM": "xterm", "PARLEY_URL": "", "ANTHROPIC_API_KEY": ""}
+
+
+def spawn(url: str, *args: str, timeout: float = 90) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, ["-m", "parley.cli", "chat", "--url", url, *args], env=ENV,
+                         encoding="utf-8", dimensions=(40, 200), timeout=timeout)
+
+
+@pytest.fixture
+def chat(server):
+    """`parley chat` on SMOL at temperature 0, at its first prompt."""
+    children: list[pexpect.spawn] = []
+
+    def start(*args: str) -> pexpect.spawn:
+        child = spawn(server.url, "--model", SMOL, "--temperature", "0", *args)
+        children.append(child)
+        child.expect_exact(PROMPT)
+        return child
+
+    yield start
+    for child in children:
+        child.close(force=True)
+
+
+def send(child: pexpect.spawn, line: str) -> None:
+    child.sendline(line)
+    child.expect_exact(line + "\r\n")  # the terminal's echo: what follows is the program's
+
+
+def ask(child: pexpect.spawn, line: str) -> tuple[str, dict]:
+    """One turn: the answer's text as shown, and its status line's numbers; the prompt is back."""
+    send(child, line)
+    child.expect(STATUS)
+    answer, m = child.before, child.match
+    child.expect_exact(PROMPT)
+    return answer, {"stop": m[1], "input": int(m[2]), "cached": int(m[3]), "output": int(m[4]), "model": m[6]}
+
+
+def command(child: pexpect.spawn, line: str) -> str:
+    send(child, line)
+    child.expect_exact(PROMPT)
+    return child.before
+
+
+def wait_idle(server, model: str, timeout: float = 15) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = server.health()["models"].get(model, {})
+        if state.get("active_generations") == 0 and state.get("admitted") == 0 and state.get("busy_slots") == 0:
+            return state
+        time.sleep(0.05)
+    raise AssertionError(f"{model} still generating: {server.health()['models'].get(model)}")
+
+
+def test_answer_streams_in_pieces_then_status_and_prompt(chat):
+    child = chat()
+    send(child, QUESTION)
+    reads: list[str] = []  # what each read off the terminal brought, until the status line
+    while not STATUS.search("".join(reads)):
+        reads.append(child.read_nonblocking(4096, timeout=90))
+    shown = "".join(reads)
+    answer = shown[:STATUS.search(shown).start()]
+    assert "Paris" in answer
+    pieces = [r for r in reads if STATUS.search(r) is None and r.strip(" \r\n\x1b[2m")]
+    assert len(pieces) >= 2, reads  # it arrived as it was generated, not all at once
+    m = STATUS.search(shown)
+    assert m[1] == "end_turn" and m[6] == SMOL and int(m[4]) > 1
+    child.expect_exact(PROMPT)
+    child.sendeof()  # Ctrl-D at the prompt leaves
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_history_is_sent_and_clear_forgets_it(chat):
+    child = chat("--max-tokens", "32")
+    answer1, first = ask(child, QUESTION)
+    _, second = ask(child, QUESTION)
+    # The second prompt holds the first question, its answer, and the question again.
+    assert second["input"] > first["input"] + first["output"], (first, second)
+    assert "cleared" in command(child, "/clear")
+    _, third = ask(child, QUESTION)
+    assert third["input"] == first["input"]  # the same single question as at first
+
+
+def test_slash_commands(chat, client):
+    child = chat("--max-tokens", "16")
+    assert "(no system prompt)" in command(child, "/system")
+    _, plain = ask(child, QUESTION)
+    system = "You are a pirate captain of the high seas. Answer every question the way an old pirate would."
+    assert "system prompt set" in command(child, "/system " + system)
+    assert f"system: {system}" in command(child, "/system")
+    command(child, "/clear")
+    _, pirate = ask(child, QUESTION)
+    # The system prompt went with the question: the prompt is what the server counts for exactly that.
+    counted = client.messages.count_tokens(model=SMOL, system=system, messages=[{"role": "user", "content": QUESTION}])
+    assert pirate["input"] == counted.input_tokens != plain["input"]
+
+    listing = command(child, "/model")
+    assert re.search(rf"^\* {re.escape(SMOL)}\r?$", listing, re.M), listing
+    assert re.search(rf"^  {re.escape(QWEN)}\r?$", listing, re.M), listing
+    assert f"(model: {QWEN})" in command(child, f"/model {QWEN}")
+    assert re.search(rf"^\* {re.escape(QWEN)}\r?$", command(child, "/model"), re.M)
+    _, reply = ask(child, "Say hi.")
+    assert reply["model"] == QWEN  # the server answered with the model switched to
+
+    assert "unknown command /frobnicate; /help lists them" in command(child, "/frobnicate")
+    assert "/clear" in command(child, "/help")
+    send(child, "/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_default_model_comes_from_health_and_ctrl_c_at_the_prompt_stays(server):
+    child = spawn(server.url)
+    try:
+        child.expect_exact(PROMPT)
+        default = server.health()["default_model"]
+        assert re.search(rf"^\* {re.escape(default)}\r?$", command(child, "/model"), re.M)
+        child.sendintr()
+        child.expect_exact("(/exit or Ctrl-D to leave)")
+        child.expect_exact(PROMPT)
+        assert child.isalive()
+        assert "(no system prompt)" in command(child, "/system")  # still answering
+    finally:
+        child.close(force=True)
+
+
+def test_ctrl_c_stops_the_generation_and_the_chat_goes_on(chat, server):
+    child = chat("--max-tokens", "2000")
+    ask(child, "Say hi.")  # the model is loaded
+    before = wait_idle(server, SMOL)["tokens_generated"]
+    send(child, "Write a very long story about a lighthouse keeper.")
+    child.expect(r"(\w+\W+){8}")  # some of the answer has arrived
+    child.sendintr()
+    child.expect_exact("[stopped]")
+    assert not STATUS.search(child.before)  # it was stopped, it had not ended on its own
+    child.expect_exact(PROMPT)
+    assert child.isalive()
+    after = wait_idle(server, SMOL)["tokens_generated"]  # the disconnect freed the slot
+    time.sleep(1)
+    assert server.health()["models"][SMOL]["tokens_generated"] == after  # and nothing runs on
+    assert after - before < 1000, (before, after)  # far short of the 2000 it was allowed
+    # The partial answer stayed in the history as the assistant turn: the next request is still valid.
+    _, status = ask(child, "Now say goodbye.")
+    assert status["stop"] in ("end_turn", "max_tokens") and status["output"] > 0
+
+
+def test_no_server_is_a_one_line_error():
+    url = f"http://127.0.0.1:{_free_port()}"
+    child = spawn(url, timeout=30)
+    child.expect(pexpect.EOF)
+    out = child.before
+    child.close()
+    assert f"cannot reach a parley server at {url}" in out
+    assert "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1, out
+    assert child.exitstatus != 0
