@@ -24,6 +24,7 @@ from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.models import router as models_router
 from .api.openai.router import router as openai_router
+from .api.playground import router as playground_router
 from .batches.store import BatchStore
 from .metrics import Metrics
 from .models.registry import ModelRegistry
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches_router, prefix="/anthropic")
     app.include_router(openai_router)
     app.include_router(openai_router, prefix="/openai")
+    app.include_router(playground_router)  # the web playground, at / and /playground
 
     @app.get("/health")
     async def health(request: Request) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body
 
-OPEN_PATHS = frozenset({"/health"})
+# The playground page and its assets load without a key; only the API calls they make need one.
+OPEN_PATHS = frozenset({"/health", "/", "/playground", "/playground/", "/playground/playground.js",
+                        "/playground/playground.css"})
 
 
 def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
