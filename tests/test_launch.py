@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pexpect
 import pytest
 
 from conftest import QWEN, SMOL
@@ -151,3 +152,20 @@ def test_launch_runs_claude_code_against_a_parley_it_started(claude_on_path, tmp
         assert served and sum(float(n) for n in served) >= 1, metrics[-2000:]
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_on_a_terminal_the_model_is_chosen_from_the_servers_list(server, claude_on_path, tmp_path):
+    """A real pseudo-terminal; Claude Code is asked only its version, so no request is made."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE", "PARLEY_"))}
+    env.update(PATH=f"{claude_on_path}{os.pathsep}{os.environ['PATH']}", HOME=str(tmp_path))
+    child = pexpect.spawn(sys.executable, ["-m", "parley.cli", "launch", "claude", "--url", server.url, "--",
+                                           "--version"], env=env, encoding="utf-8", timeout=60)
+    child.expect(rf"1\. {re.escape(QWEN)}  \(default\)")
+    child.expect(rf"2\. {re.escape(SMOL)}")
+    child.expect(r"Model for Claude Code \[1-\d+, Enter for ")
+    child.sendline("2")
+    child.expect(rf"launching \S+ with model {re.escape(SMOL)} against {re.escape(server.url)}")
+    child.expect(r"\d+\.\d+\.\d+ \(Claude Code\)")  # what `claude --version` prints
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

@@ -8,10 +8,10 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import error_body
+from .playground import PATHS as PLAYGROUND_PATHS
 
 # The playground page and its assets load without a key; only the API calls they make need one.
-OPEN_PATHS = frozenset({"/health", "/", "/playground", "/playground/", "/playground/playground.js",
-                        "/playground/playground.css"})
+OPEN_PATHS = frozenset({"/health", *PLAYGROUND_PATHS})
 
 
 def presented_key(headers: dict[bytes, bytes]) -> bytes | None:
