@@ -54,6 +54,16 @@ class Server:
     def health(self) -> dict:
         return httpx.get(self.url + "/health", timeout=5).json()
 
+    def wait_idle(self, model: str, timeout: float = 30) -> dict:
+        """`model`'s /health entry once nothing runs on it (no generation, admission or busy slot)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.health()["models"].get(model, {})
+            if state.get("active_generations") == 0 and state.get("admitted") == 0 and not state.get("busy_slots"):
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"{model} is still generating after {timeout:g} s: {self.health()['models'].get(model)}")
+
     def log_text(self) -> str:
         return self._log_path.read_text(errors="replace")
 

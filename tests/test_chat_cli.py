@@ -61,16 +61,6 @@ def command(child: pexpect.spawn, line: str) -> str:
     return child.before
 
 
-def wait_idle(server, model: str, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = server.health()["models"].get(model, {})
-        if state.get("active_generations") == 0 and state.get("admitted") == 0 and state.get("busy_slots") == 0:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"{model} still generating: {server.health()['models'].get(model)}")
-
-
 def test_answer_streams_in_pieces_then_status_and_prompt(chat):
     child = chat()
     send(child, QUESTION)
@@ -149,7 +139,7 @@ def test_default_model_comes_from_health_and_ctrl_c_at_the_prompt_stays(server):
 def test_ctrl_c_stops_the_generation_and_the_chat_goes_on(chat, server):
     child = chat("--max-tokens", "2000")
     ask(child, "Say hi.")  # the model is loaded
-    before = wait_idle(server, SMOL)["tokens_generated"]
+    before = server.wait_idle(SMOL)["tokens_generated"]
     send(child, "Write a very long story about a lighthouse keeper.")
     child.expect(r"(\w+\W+){8}")  # some of the answer has arrived
     child.sendintr()
@@ -157,7 +147,7 @@ def test_ctrl_c_stops_the_generation_and_the_chat_goes_on(chat, server):
     assert not STATUS.search(child.before)  # it was stopped, it had not ended on its own
     child.expect_exact(PROMPT)
     assert child.isalive()
-    after = wait_idle(server, SMOL)["tokens_generated"]  # the disconnect freed the slot
+    after = server.wait_idle(SMOL, timeout=15)["tokens_generated"]  # the disconnect freed the slot
     time.sleep(1)
     assert server.health()["models"][SMOL]["tokens_generated"] == after  # and nothing runs on
     assert after - before < 1000, (before, after)  # far short of the 2000 it was allowed

@@ -10,19 +10,9 @@ import httpx
 from conftest import SMOL
 
 
-def _wait_idle(server, model: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = server.health()["models"].get(model, {})
-        if state.get("active_generations") == 0 and state.get("admitted") == 0:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"generation still running: {server.health()}")
-
-
 def test_disconnect_stops_generation_and_frees_the_model(server, client):
     client.messages.create(model=SMOL, max_tokens=1, messages=[{"role": "user", "content": "hi"}])  # loaded
-    before = _wait_idle(server, SMOL)["tokens_generated"]
+    before = server.wait_idle(SMOL)["tokens_generated"]
     body = {"model": SMOL, "max_tokens": 4000, "stream": True, "temperature": 0.8,
             "messages": [{"role": "user", "content": "Write an extremely long story about a lighthouse."}]}
     queued: dict = {}
@@ -43,7 +33,7 @@ def test_disconnect_stops_generation_and_frees_the_model(server, client):
                     break  # leaving the block closes the connection mid-stream
     waiter.join(timeout=60)
     assert queued["message"].usage.output_tokens == 3  # the queued request got the model
-    after = _wait_idle(server, SMOL)["tokens_generated"]
+    after = server.wait_idle(SMOL)["tokens_generated"]
     time.sleep(0.5)
     assert server.health()["models"][SMOL]["tokens_generated"] == after  # nothing runs on
     assert after - before < 1000  # the abandoned stream did not run to its 4000 tokens
@@ -51,12 +41,12 @@ def test_disconnect_stops_generation_and_frees_the_model(server, client):
 
 def test_non_streaming_disconnect_stops_generation(server, client):
     client.messages.create(model=SMOL, max_tokens=1, messages=[{"role": "user", "content": "hi"}])
-    before = _wait_idle(server, SMOL)["tokens_generated"]
+    before = server.wait_idle(SMOL)["tokens_generated"]
     body = {"model": SMOL, "max_tokens": 4000, "temperature": 0.8,
             "messages": [{"role": "user", "content": "Write an extremely long story about a lighthouse."}]}
     try:
         httpx.post(server.url + "/v1/messages", json=body, timeout=1.5)
     except httpx.TimeoutException:
         pass
-    after = _wait_idle(server, SMOL)["tokens_generated"]
+    after = server.wait_idle(SMOL)["tokens_generated"]
     assert after - before < 1000

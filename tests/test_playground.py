@@ -124,16 +124,6 @@ def _answer_length(page) -> tuple[int, bool]:
     }""")
 
 
-def _wait_idle(server, model: str, timeout: float = 5) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = server.health()["models"].get(model, {})
-        if state.get("active_generations") == 0 and state.get("admitted") == 0:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"the model is still generating {timeout} s after Stop: {server.health()['models']}")
-
-
 def test_page_loads_at_root_and_playground_with_the_models(server, page):
     for path in ("/", "/playground"):
         response = httpx.get(server.url + path)
@@ -255,7 +245,7 @@ def test_stop_aborts_a_long_generation_and_the_server_goes_idle(server, page):
     _configure(page, SMOL, max_tokens=8)
     _send(page, "hi")  # the model is loaded and warm before timing anything
     _wait_done(page)
-    before = _wait_idle(server, SMOL, timeout=30)["tokens_generated"]
+    before = server.wait_idle(SMOL, timeout=30)["tokens_generated"]
     page.fill("#max-tokens", "2000")
 
     _send(page, LONG)
@@ -270,7 +260,7 @@ def test_stop_aborts_a_long_generation_and_the_server_goes_idle(server, page):
     page.shot("stopped")
     assert page.is_enabled("#send") and page.is_disabled("#stop")
     assert page.locator(LAST_ANSWER).locator("[data-testid=stopped]").is_visible()
-    state = _wait_idle(server, SMOL)
+    state = server.wait_idle(SMOL, timeout=5)  # Stop's abort reaches the server at once
     time.sleep(1.0)
     assert _answer_length(page)[0] == stopped_at  # nothing more arrives
     assert server.health()["models"][SMOL]["tokens_generated"] == state["tokens_generated"]  # nothing runs on

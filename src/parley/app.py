@@ -28,17 +28,10 @@ from .api.playground import router as playground_router
 from .batches.store import BatchStore
 from .metrics import Metrics
 from .models.registry import ModelRegistry
-from .settings import Settings
+from .settings import Settings, api_keys
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-def api_keys(settings: Settings) -> list[str]:
-    keys = list(settings.api_keys)
-    if settings.api_key_file is not None:
-        keys += [line.strip() for line in settings.api_key_file.read_text().splitlines() if line.strip()]
-    return keys
 
 
 def _start_batches(app: FastAPI, settings: Settings) -> BatchWorker | None:

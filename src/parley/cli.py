@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .engines.registry import ENGINE_CHOICES
-from .settings import Settings
+from .settings import Settings, api_keys
 
 CLIENT_COMMANDS = {
     "launch": "start an agent (Claude Code) against parley",
@@ -96,7 +96,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from .api.middleware import RequestIdLogFilter
-    from .app import api_keys, create_app
+    from .app import create_app
     from .server import GracefulServer
 
     handler = logging.StreamHandler()

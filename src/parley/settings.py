@@ -107,3 +107,11 @@ class Settings(BaseSettings):
                                 "server is closing (a connection reset).")
     shutdown_grace: float = Field(
         10.0, ge=0, description="On SIGTERM, seconds running streams may finish before they are ended.")
+
+
+def api_keys(settings: Settings) -> list[str]:
+    """The keys the server accepts: `--api-key`s, then the lines of `--api-key-file`."""
+    keys = list(settings.api_keys)
+    if settings.api_key_file is not None:
+        keys += [line.strip() for line in settings.api_key_file.read_text().splitlines() if line.strip()]
+    return keys

@@ -14,8 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..app import api_keys
-from ..settings import Settings
+from ..settings import Settings, api_keys
 from .local_server import ServerError, default_url, find_or_start, list_models
 
 CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
