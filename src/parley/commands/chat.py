@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     url = (args.url or default_url(Settings())).rstrip("/")
     try:
-        health = probe(url)
+        health = probe(url, timeout=10)  # a busy server (a model loading) may be slow to answer
         if health is None:
             raise ServerError(f"cannot reach a parley server at {url} (nothing listens there; start one with "
                               f"`parley serve`)")
