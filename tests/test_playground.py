@@ -66,8 +66,13 @@ def browser(chromium: Path):
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("playground-screenshots")
+def shots() -> Path:
+    """The run's screenshots, kept as artefacts (git-ignored) until the next run replaces them."""
+    root = Path(os.environ.get("PARLEY_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
+    folder = root / "playground"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 @pytest.fixture

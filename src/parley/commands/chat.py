@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Ctrl-C is how an answer is stopped. A process started in the background by a shell without job control
+    # inherits SIGINT ignored, and Python then leaves it ignored: take it back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     url = (args.url or default_url(Settings())).rstrip("/")
     try:
         health = probe(url, timeout=10)  # a busy server (a model loading) may be slow to answer
