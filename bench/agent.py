@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 from claude_code import TaskRun, claude_binary, run_task
-from common import free_port
+from common import free_port, stop_process
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,7 @@ def main() -> None:
         alive = httpx.get(url + "/health", timeout=5).status_code == 200
     finally:
         if proc is not None:
-            proc.terminate()
-            proc.wait(30)
+            stop_process(proc)
     print(f"\n{time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · model {args.model} "
           f"· server alive after all runs: {alive}\n")
     print(_table(rows))

@@ -28,7 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from common import start_parley, stream_messages
+from common import start_parley, stop_process, stream_messages
 
 REQUEST = Path(__file__).parent / "data" / "claude_code_first_request.json"
 
@@ -76,11 +76,6 @@ def _serve(model: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
     return start_parley("--model", model, "--preload", "--data-dir", str(data_dir))
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(60)
-
-
 def _first_token(url: str, body: dict) -> dict:
     """Stream `body`; seconds to the first content delta, and the usage parley reported."""
     started = time.monotonic()
@@ -125,15 +120,15 @@ def main() -> int:
         rows["cold"] = _first_token(url, body)
         rows["warm (RAM)"] = _first_token(url, body)
         time.sleep(2)  # the store writes off the decode path; give it the moment a real restart would
-        _stop(proc)
+        stop_process(proc, 60)
         proc, url = _serve(args.model, Path(data))
         rows["restart (disk)"] = _first_token(url, body)
-        _stop(proc)
+        stop_process(proc, 60)
         proc, url = _serve(args.model, Path(data))
         rows["restart, new session"] = _first_token(url, other)
         files = sorted((Path(data) / "prompt-cache").glob("*.kv"))
         disk_mb = sum(f.stat().st_size for f in files) / 1e6
-        _stop(proc)
+        stop_process(proc, 60)
     cold = rows["cold"]["ttft_s"]
     print(f"{args.model}; Claude Code {captured.get('claude_code')} first request, "
           f"{len(body.get('tools', []))} tools; disk cache {len(files)} files, {disk_mb:.0f} MB")

@@ -25,7 +25,7 @@ import uuid
 
 import anthropic
 import httpx
-from common import free_port, wait_healthy
+from common import free_port, stop_process, wait_healthy
 
 QUESTIONS = ["Name a colour.", "Name a fruit.", "Name a city in Europe.", "Name an animal.", "Name a river.",
              "Name a planet.", "Name a musical instrument.", "Name a tree."]
@@ -142,8 +142,7 @@ def main() -> None:
                 batch_s, batch_tokens = as_batch(client, args.model, prompts(args.requests), args.max_tokens)
             lat = latency(url, client, args.model, args.parallel, args.samples)
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop_process(proc)
     out = {"model": args.model, "parallel": args.parallel, "cpus": os.cpu_count(), "machine": platform.machine(),
            **lat}
     if not args.latency_only:

@@ -66,6 +66,17 @@ class Exchange:
             return f"{self.method} {self.path}: malformed stream: {bad}"
         return None
 
+    @property
+    def stop_reason(self) -> str | None:
+        """The answer's stop_reason: from the stream's message_delta, or the JSON message."""
+        if self.streamed:
+            deltas = [d for n, d in parse_sse(self.response) if n == "message_delta"]
+            return deltas[-1]["delta"].get("stop_reason") if deltas else None
+        try:
+            return json.loads(self.response).get("stop_reason")
+        except (ValueError, AttributeError):
+            return None
+
     def tool_calls(self) -> list[str]:
         if self.streamed:
             return [d["content_block"]["name"] for n, d in parse_sse(self.response)

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -45,15 +46,39 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, what: str) ->
     raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
 
 
-def start_parley(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """`parley serve ARGS` on a free port (with `env` added to the environment), once healthy: the process
-    and its URL."""
+def start_parley(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
+                 log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`parley serve ARGS` on a free port (with `env` added to the environment, its output into `log` if
+    given), once healthy: the process and its URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port), *args],
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
-    wait_healthy(proc, url, timeout, "parley")
+    try:
+        wait_healthy(proc, url, timeout, "parley")
+    except RuntimeError as exc:
+        stop_process(proc)
+        raise RuntimeError(f"{exc}; log tail:\n{log_tail(log)}" if log else str(exc)) from None
     return proc, url
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL if it has not exited after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError as exc:
+        return f"(no log: {exc})"
 
 
 def stream_messages(url: str, body: dict, path: str = "/v1/messages") -> Iterator[dict]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import free_port
+from common import free_port, stop_process
 from llama_cpp import Llama
 
 from parley.engines.llamacpp import cpu_backend
@@ -56,8 +56,7 @@ def bench_parley(model: str, max_tokens: int, threads: int) -> dict:
         return {"ttft_s": first - start, "decode_tok_s": (output_tokens - 1) / (last - first),
                 "tokens": output_tokens}
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_process(proc)
 
 
 def bench_raw(path: Path, prompt_text: str, n_tokens: int, threads: int) -> dict:

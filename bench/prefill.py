@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import filler, free_port, start_parley, stream_messages, wait_healthy
+from common import filler, free_port, start_parley, stop_process, stream_messages, wait_healthy
 
 from parley.models.registry import ModelRegistry
 from parley.settings import Settings
@@ -101,8 +101,7 @@ def main() -> None:
                                              "parley_args": args.parley_args, "rows": rows}, indent=1))
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(30)
+            stop_process(proc)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import anthropic
 import httpx
 import jsonschema
-from common import free_port
+from common import log_tail, start_parley, stop_process
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -151,43 +150,6 @@ PROMPTS: list[tuple[str, str | None]] = [
 ]
 
 
-def _tail(path: Path, n: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError as exc:
-        return f"(no log: {exc})"
-
-
-def _start_server(grammar: bool, log_path: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    env = {**os.environ, "PARLEY_TOOL_GRAMMAR": "true" if grammar else "false", "PARLEY_N_CTX": "4096"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "parley.cli", "serve", "--port", str(port)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; log tail:\n{_tail(log_path)}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise RuntimeError(f"server not healthy after 120 s; log tail:\n{_tail(log_path)}")
-
-
-def _stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def _one_turn(client: anthropic.Anthropic, model: str, prompt: str) -> dict[str, Any]:
     start = time.perf_counter()
     first = last = None
@@ -257,9 +219,9 @@ class _Server:
             print(f"[{self.label}] warm-up failed: {exc}", file=sys.stderr)
 
     def _start(self, log_path: Path) -> None:
-        self.proc, port = _start_server(self.grammar, log_path)
-        self.client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="x", max_retries=0,
-                                          timeout=600)
+        env = {"PARLEY_TOOL_GRAMMAR": "true" if self.grammar else "false", "PARLEY_N_CTX": "4096"}
+        self.proc, url = start_parley(timeout=120, env=env, log=log_path)
+        self.client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0, timeout=600)
 
     def turn(self, i: int, n: int, prompt: str, expected: str | None) -> None:
         load = os.getloadavg()[0]
@@ -271,7 +233,7 @@ class _Server:
                     "status_code": status, "tool_calls": []}
             print(f"[{self.label}] request {i} failed: {turn['error']}", file=sys.stderr)
             if self.proc.poll() is not None:
-                print(f"[{self.label}] server died ({self.proc.returncode}); log tail:\n{_tail(self.log_path)}",
+                print(f"[{self.label}] server died ({self.proc.returncode}); log tail:\n{log_tail(self.log_path)}",
                       file=sys.stderr)
                 self._start(self.log_path.with_suffix(f".restart{i}.log"))
         turn["expected"] = expected
@@ -283,7 +245,7 @@ class _Server:
               f"{turn.get('output_tokens', 0):>3} tok  {summary}", file=sys.stderr, flush=True)
 
     def result(self) -> dict[str, Any]:
-        _stop_server(self.proc)
+        stop_process(self.proc)
         return {"grammar": self.grammar, "log": str(self.log_path), "metrics": _metrics(self.turns),
                 "turns": self.turns}
 

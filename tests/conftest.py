@@ -69,10 +69,14 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
+        self.wait_stopped()
+
+    def wait_stopped(self, timeout: float = 20) -> None:
         try:
-            self.proc.wait(timeout=20)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
         self._log.close()
 
 
@@ -92,8 +96,10 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         return server
 
     yield start
+    for server in servers:  # all at once: each drains and closes its model process in its own time
+        server.proc.terminate()
     for server in servers:
-        server.stop()
+        server.wait_stopped()
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,13 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "hello.py").write_text('SECRET = "tangerine-47"\nprint(f"the secret is {SECRET}")\n')
-    # A 0.5B model may keep calling tools: the turn limit bounds the run (one CI run looped for 35 minutes).
+    # A 0.5B model may keep calling tools, or ramble at Claude Code's temperature 1: the turn limit and the
+    # output limit bound the run (one CI run looped for 35 minutes; one spent 20 on four 2048-token answers).
     run = run_task(claude, server.url, QWEN, "What does hello.py print? Read the file first.", project,
-                   tmp_path / "home", timeout=2100, max_output_tokens=2048, extra_args=("--max-turns", "3"))
+                   tmp_path / "home", timeout=2100, max_output_tokens=1024, extra_args=("--max-turns", "3"))
     summary = {"exit": run.returncode, "requests": [(e.method, e.path, e.status) for e in run.exchanges],
-               "tools_called": run.tools_called, "answer": str(run.result.get("result"))[:500],
+               "tools_called": run.tools_called, "stop_reasons": [e.stop_reason for e in run.exchanges],
+               "answer": str(run.result.get("result"))[:500],
                "computed_prompt_tokens": run.prompt_tokens, "seconds": round(run.seconds)}
     log.warning("Claude Code run: %s", json.dumps(summary))
 
@@ -55,6 +57,10 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
     assert any(m["role"] == "system" for m in first["messages"]) and len(first["tools"]) >= 10
     assert run.problems == [], run.problems
     assert httpx.get(server.url + "/health", timeout=5).status_code == 200 and server.proc.poll() is None
-    # Claude Code ran to an end of its own: an answer, or the turn limit (the model's doing, not parley's).
+    # Claude Code ran to an end of its own (the model's doing, not parley's): an answer, the turn limit, or
+    # the output limit — that one only where parley did end an answer with stop_reason max_tokens.
     outcome = (run.returncode, run.result.get("is_error"), run.result.get("subtype"))
-    assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (run.result, run.stderr[-2000:])
+    if str(run.result.get("result")).startswith("API Error: Claude's response exceeded"):
+        assert "max_tokens" in [e.stop_reason for e in messages], [e.stop_reason for e in messages]
+    else:
+        assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (run.result, run.stderr[-2000:])

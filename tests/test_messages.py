@@ -55,7 +55,12 @@ def test_trailing_whitespace_in_prefill_is_rejected(client):
     assert info.value.status_code == 400
 
 
-def test_temperature_zero_is_deterministic(client):
+def test_temperature_zero_is_deterministic(start_server):
+    """Greedy decoding repeats itself on an idle one-slot server. Not across a busy one: where a sequence's
+    cells sit in the shared KV cache, and what it is batched with, can change float rounding; this prompt
+    has a near tie a few tokens in (the shared session server once gave two answers). The real API makes
+    no stronger promise ("even with `temperature` of `0.0`, the results will not be fully deterministic")."""
+    client = start_server("--parallel", "1").client()
     kwargs = dict(model=QWEN, max_tokens=40, messages=[{"role": "user", "content": "Write a haiku about rust."}])
     client.messages.create(**kwargs, extra_body=GREEDY)  # both compared runs then re-use the same cached prefix
     first = client.messages.create(**kwargs, extra_body=GREEDY)

@@ -62,7 +62,8 @@ class Settings(BaseSettings):
         1024, ge=1, description="Prompt prefixes at least this long are stored on disk, to survive restarts.")
     draft_max: int = Field(
         16, ge=0, description="Speculative decoding by prompt lookup: the most tokens copied from the prompt or "
-                              "output and verified in one step (0: off). The output is the same either way.")
+                              "output and verified in one step (0: off). The output is the same either way, up to "
+                              "float rounding.")
     prefill_chunk: int = Field(
         128, ge=1, description="Prompt tokens a joining request prefills per step while other streams decode.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")

@@ -2,7 +2,8 @@
 a file rewritten with one change), so the tokens that followed the last few tokens where they occurred
 before in the prompt or the output are a likely continuation. The engine decodes a draft in one batch
 with the next token and keeps the prefix its own sampler agrees with; the output is the same as without
-drafts (each token is still sampled from its own row), only sooner when drafts hit."""
+drafts (each token is still sampled from its own row), only sooner when drafts hit — up to float
+rounding: a row computed in a batch can differ in the last bits from one computed alone."""
 
 from __future__ import annotations
 
