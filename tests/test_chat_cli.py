@@ -3,21 +3,30 @@ commands, Ctrl-C mid-answer, and a server that is not there."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import time
+from pathlib import Path
 
 import pexpect
 import pytest
 
 from conftest import QWEN, SMOL, _free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from claude_code import RecordingProxy  # noqa: E402
+
 PROMPT = "you> "
 QUESTION = "What is the capital of France? Answer in one word."
 # [end_turn · in 42 (0 cached) · out 8 · 31.2 tok/s · smollm2-135m-instruct]
 STATUS = re.compile(r"\[(\w+) · in (\d+) \((\d+) cached\) · out (\d+) · ([\d.]+|-) tok/s · ([^\]\s]+)\]")
 ENV = {**os.environ, "TERM": "xterm", "PARLEY_URL": "", "ANTHROPIC_API_KEY": ""}
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+WEATHER_TOOL = {"name": "get_weather", "description": "Get the current weather in a given location.",
+                "input_schema": {"type": "object", "properties": {"location": {
+                    "type": "string", "description": "The city, e.g. Paris"}}, "required": ["location"]}}
 
 
 def spawn(url: str, *args: str, timeout: float = 90) -> pexpect.spawn:
@@ -169,3 +178,59 @@ def test_no_server_is_a_one_line_error():
     assert "Traceback" not in out
     assert len(out.strip().splitlines()) == 1, out
     assert child.exitstatus != 0
+
+
+@pytest.fixture
+def recorded():
+    """A recording proxy in front of a server: what chat really sent."""
+    proxies: list[RecordingProxy] = []
+
+    def start(server) -> RecordingProxy:
+        proxies.append(RecordingProxy(server.url))
+        return proxies[-1]
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+
+
+def test_tools_file_shows_the_call_as_it_streams_and_the_next_line_answers_it(server, recorded, tmp_path):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([WEATHER_TOOL]))
+    proxy = recorded(server)
+    child = spawn(proxy.url, "--model", QWEN, "--temperature", "0", "--max-tokens", "80", "--tools", str(tools))
+    try:
+        child.expect_exact(PROMPT)
+        answer, status = ask(child, "What's the weather in Paris? Use the tool.")
+        assert status["stop"] == "tool_use", answer
+        call = re.search(r"⚙ get_weather\((\{.*\})\)\r\n", answer)
+        assert call, answer
+        arguments = json.loads(call[1])
+        assert "paris" in arguments["location"].lower()
+        _, second = ask(child, '{"temperature": 18, "sky": "sunny"}')
+        assert second["stop"] in ("end_turn", "tool_use", "max_tokens")
+    finally:
+        child.close(force=True)
+    first, then = (e.request for e in proxy.exchanges if e.path.startswith("/v1/messages"))
+    assert first["tools"] == [WEATHER_TOOL]
+    # The typed line went back as the call's tool_result, after the assistant's tool_use turn.
+    tool_use = then["messages"][1]["content"][-1]
+    assert tool_use["type"] == "tool_use" and tool_use["input"] == arguments
+    assert then["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": tool_use["id"],
+                                               "content": '{"temperature": 18, "sky": "sunny"}'}]
+
+
+def test_thinking_is_requested_and_drawn_dimmed_before_the_answer(think_server, recorded):
+    proxy = recorded(think_server)
+    child = spawn(proxy.url, "--model", "smollm2-think", "--temperature", "0", "--max-tokens", "1400",
+                  "--thinking", "1024")
+    try:
+        child.expect_exact(PROMPT)
+        answer, status = ask(child, "Is 97 a prime number?")
+    finally:
+        child.close(force=True)
+    (sent,) = (e.request for e in proxy.exchanges if e.path.startswith("/v1/messages"))
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    thought = re.search(re.escape(DIM) + r"(.+?)" + re.escape(RESET), answer, re.S)
+    assert thought and len(thought[1].strip()) > 20, repr(answer)
+    assert answer.index(DIM) < answer.rindex(RESET) and status["output"] > 0

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default="", help="system prompt")
     parser.add_argument("--max-tokens", type=int, default=1024, help="most tokens per answer (default: 1024)")
     parser.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
-    parser.add_argument("--thinking", type=int, metavar="BUDGET", help="enable extended thinking with this budget")
+    parser.add_argument("--thinking", type=int, metavar="BUDGET",
+                        help="enable extended thinking with this token budget (at least 1024)")
     parser.add_argument("--tools", type=Path, metavar="FILE", help="a JSON array of tool definitions to offer")
 
 
