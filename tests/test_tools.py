@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import anthropic
+import httpx
 import jsonschema
 import pytest
 
@@ -303,3 +304,52 @@ def test_a_tool_reference_loads_a_deferred_tool(client):
     with pytest.raises(anthropic.BadRequestError) as info:  # only a tool result may carry one
         count([search, deferred], [{"role": "user", "content": reference}])
     assert "messages.0.content.0" in info.value.body["error"]["message"]
+
+
+# --- the API's pairing rule: a tool_use is answered in the next message, a tool_result answers one before ------
+
+CALL = {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"location": "Paris"}}
+OTHER_CALL = {"type": "tool_use", "id": "toolu_02", "name": "get_weather", "input": {"location": "Rome"}}
+
+
+def _result(tool_use_id: str) -> dict:
+    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": "Sunny, 18 C"}
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+@pytest.mark.parametrize("messages, expected", [
+    ([{"role": "user", "content": "Weather in Paris and Rome?"},
+      {"role": "assistant", "content": [{"type": "text", "text": "Checking."}, CALL, OTHER_CALL]},
+      {"role": "user", "content": [_result("toolu_01"), {"type": "text", "text": "and?"}]}],
+     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_02. Each "
+     "`tool_use` block must have a corresponding `tool_result` block in the next message."),
+    ([{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": [CALL]},
+      {"role": "user", "content": "never mind"}, {"role": "assistant", "content": "OK."},
+      {"role": "user", "content": [_result("toolu_01")]}],
+     "messages.1: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_01. Each "
+     "`tool_use` block must have a corresponding `tool_result` block in the next message."),
+    ([{"role": "user", "content": [_result("toolu_09")]}],
+     "messages.0.content.0: unexpected `tool_use_id` found in `tool_result` blocks: toolu_09. Each `tool_result` "
+     "block must have a corresponding `tool_use` block in the previous message."),
+    ([{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": [CALL]},
+      {"role": "user", "content": [_result("toolu_01"), _result("toolu_02")]}],
+     "messages.2.content.1: unexpected `tool_use_id` found in `tool_result` blocks: toolu_02. Each `tool_result` "
+     "block must have a corresponding `tool_use` block in the previous message."),
+])
+def test_unpaired_tool_turns_are_the_apis_400(server, path, messages, expected):
+    body = {"model": SMOL, "max_tokens": 5, "tools": [WEATHER], "messages": messages}
+    response = httpx.post(server.url + path, json=body, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "error"
+    assert response.json()["error"] == {"type": "invalid_request_error", "message": expected}
+
+
+def test_paired_tool_turns_may_be_split_or_interleaved_with_system_messages(client):
+    """Consecutive user messages are one turn to the API; parley's mid-conversation system messages are passed
+    over: both still pair."""
+    messages = [{"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "content": [CALL]}, {"role": "assistant", "content": [OTHER_CALL]},
+                {"role": "system", "content": "Tool results follow."},
+                {"role": "user", "content": [_result("toolu_02")]}, {"role": "user", "content": [_result("toolu_01")]}]
+    counted = client.messages.count_tokens(model=SMOL, tools=[WEATHER], messages=messages)
+    assert counted.input_tokens > 20

@@ -31,6 +31,7 @@ from .protocol import (
     _ConversationRequest,
 )
 from .signatures import ThinkingSigner
+from .tool_pairs import check_tool_pairs
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
 
@@ -206,6 +207,7 @@ def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = N
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
     messages = _merged(req.messages, signer)
+    check_tool_pairs(req.messages)  # after the blocks themselves were read: their errors name them first
     # System messages before the first turn extend the system prompt: every template takes that.
     leading = [] if req.system is None else [_system_text(req.system, "system")]
     while messages and messages[0].role == "system":
