@@ -1,4 +1,4 @@
-"""Every error type and status, in the Anthropic envelope, with a request-id header."""
+"""Every error type and status, in the Anthropic envelope, with its request id in the header and the body."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def _assert_envelope(response: httpx.Response, status: int, error_type: str) -> 
     assert body["type"] == "error" and body["error"]["type"] == error_type
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert response.headers["request-id"].startswith("req_")
+    assert body["request_id"] == response.headers["request-id"]  # the API names it in the body too
     return body["error"]["message"]
 
 

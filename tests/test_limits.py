@@ -80,7 +80,8 @@ def test_wall_clock_limit_is_504_without_streaming(impatient):
     response = httpx.post(impatient.url + "/v1/messages", json=LONG, timeout=60)
     assert response.status_code == 504
     assert response.json() == {"type": "error", "error": {"type": "timeout_error",
-                                                          "message": response.json()["error"]["message"]}}
+                                                          "message": response.json()["error"]["message"]},
+                               "request_id": response.headers["request-id"]}
     oai = httpx.post(impatient.url + "/v1/chat/completions", json=LONG, timeout=60)
     assert oai.status_code == 504 and oai.json()["error"]["type"] == "timeout_error"
     assert _idle(impatient)["active_generations"] == 0

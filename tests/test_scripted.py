@@ -57,7 +57,8 @@ def test_failure_after_streaming_began_is_an_error_event(scripted_url):
 def test_failure_before_the_response_is_a_500(scripted_url):
     response = httpx.post(scripted_url + "/v1/messages", json=_body("fails-mid-stream"), timeout=30)
     assert response.status_code == 500
-    assert response.json() == {"type": "error", "error": {"type": "api_error", "message": "the engine failed"}}
+    assert response.json() == {"type": "error", "error": {"type": "api_error", "message": "the engine failed"},
+                               "request_id": response.headers["request-id"]}
     client = anthropic.Anthropic(base_url=scripted_url, api_key="x", max_retries=0)
     with pytest.raises(anthropic.InternalServerError):
         client.messages.create(**_body("fails-mid-stream"))

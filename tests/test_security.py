@@ -34,7 +34,8 @@ def test_missing_or_wrong_key_is_401_in_the_envelope(locked, headers):
     response = httpx.post(locked.url + "/v1/messages", json=BODY, headers=headers)
     assert response.status_code == 401 and response.headers["request-id"].startswith("req_")
     assert response.json() == {"type": "error", "error": {"type": "authentication_error",
-                                                          "message": response.json()["error"]["message"]}}
+                                                          "message": response.json()["error"]["message"]},
+                               "request_id": response.headers["request-id"]}
     assert KEY not in response.text and OTHER not in response.text
 
 

@@ -1,10 +1,11 @@
 """Every failure → the calling API's error envelope, in one place: Anthropic's
-`{"type":"error","error":{"type","message"}}`, or OpenAI's `{"error":{"message","type","param","code"}}` on the
-OpenAI routes."""
+`{"type":"error","error":{"type","message"},"request_id"}`, or OpenAI's
+`{"error":{"message","type","param","code"}}` on the OpenAI routes."""
 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +16,9 @@ from starlette.exceptions import HTTPException
 from ..errors import OverloadedError, ParleyError
 
 log = logging.getLogger(__name__)
+# The current request's id (set by the request-context middleware): on its log lines, its `request-id`
+# header, and in its Anthropic error body, as the API puts it there.
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                  404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
@@ -25,10 +29,26 @@ def is_openai_path(path: str) -> bool:
     return path.startswith("/openai/") or path.endswith("/chat/completions")
 
 
-def error_body(path: str, error_type: str, message: str) -> dict:
-    if is_openai_path(path):
+def envelope(openai: bool, error_type: str, message: str) -> dict:
+    """The error object itself, as a stream's error event carries it."""
+    if openai:
         return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
     return {"type": "error", "error": {"type": error_type, "message": message}}
+
+
+def exception_envelope(openai: bool, exc: Exception) -> dict:
+    """A failure mid-stream: a ParleyError says what it is; anything else is an internal error."""
+    if isinstance(exc, ParleyError):
+        return envelope(openai, exc.error_type, exc.message)
+    return envelope(openai, "api_error", "Internal server error")
+
+
+def error_body(path: str, error_type: str, message: str) -> dict:
+    """An error response's body, for the API `path` belongs to; Anthropic's names the request id."""
+    body = envelope(is_openai_path(path), error_type, message)
+    if not is_openai_path(path) and (request_id := request_id_var.get()) != "-":
+        body["request_id"] = request_id
+    return body
 
 
 def error_response(request: Request, status: int, error_type: str, message: str,

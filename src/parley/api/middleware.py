@@ -8,15 +8,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import error_body
+from .errors import error_body, request_id_var
 
 log = logging.getLogger("parley.access")
-request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 
 class RequestIdLogFilter(logging.Filter):

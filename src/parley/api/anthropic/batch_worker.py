@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ...batches.store import CANCELED, BatchRow, BatchStore, PendingRequest
 from ...engines.runner import Preempted, low_priority
 from ...errors import OverloadedError, ParleyError
-from ..errors import validation_message
+from ..errors import envelope, validation_message
 from .messages import prepare_message
 from .protocol import MessagesRequest
 from .stream import collect_message
@@ -34,7 +34,7 @@ STREAM_IN_BATCH = "stream: streaming is not supported in Message Batches request
 
 def _errored(error_type: str, message: str) -> tuple[str, dict[str, Any]]:
     # The API nests the error envelope inside the result.
-    return "errored", {"type": "errored", "error": {"type": "error", "error": {"type": error_type, "message": message}}}
+    return "errored", {"type": "errored", "error": envelope(False, error_type, message)}
 
 
 async def answer(params: dict[str, Any], state: Any) -> tuple[str, dict[str, Any]]:

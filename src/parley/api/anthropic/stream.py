@@ -8,6 +8,7 @@ from typing import Any
 
 from ...core.events import Finish, PromptCached
 from ...errors import ParleyError
+from ..errors import exception_envelope
 from ..sse import Guard, sse_event, with_heartbeat
 from .blocks import ContentCollector
 from .messages import MessageCall
@@ -16,12 +17,6 @@ from .translate import message_body, usage
 log = logging.getLogger(__name__)
 
 PING = {"type": "ping"}
-
-
-def error_body(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, ParleyError):
-        return {"type": "error", "error": {"type": exc.error_type, "message": exc.message}}
-    return {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
 
 
 async def sse_message(call: MessageCall, ping_interval: float, guard: Guard | None = None) -> AsyncIterator[bytes]:
@@ -64,7 +59,7 @@ async def sse_message(call: MessageCall, ping_interval: float, guard: Guard | No
         if not started:
             yield sse_event("message_start", {"type": "message_start",
                                               "message": message_body(msg_id, model, [], None, n_in, call.cache)})
-        yield sse_event("error", error_body(exc))
+        yield sse_event("error", exception_envelope(False, exc))
 
 
 async def collect_message(call: MessageCall) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ...core.events import (
     ToolCallStart,
 )
 from ...errors import ParleyError
+from ..errors import exception_envelope
 from ..sse import Guard, with_heartbeat
 from .translate import FINISH_REASONS
 
@@ -44,12 +45,6 @@ def logprob_entry(event: TokenLogprobs) -> dict[str, Any]:
 
 def logprobs_body(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return {"content": entries, "refusal": None}
-
-
-def error_body(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, ParleyError):
-        return {"error": {"message": exc.message, "type": exc.error_type, "param": None, "code": None}}
-    return {"error": {"message": "Internal server error", "type": "api_error", "param": None, "code": None}}
 
 
 class DeltaMapper:
@@ -112,7 +107,7 @@ async def sse_completion(chat: PreparedChat, completion_id: str, model: str, pin
     except Exception as exc:  # after the first byte, an error can only travel in-stream
         if not isinstance(exc, ParleyError):
             log.exception("stream failed")
-        yield _data(error_body(exc))
+        yield _data(exception_envelope(True, exc))
     yield b"data: [DONE]\n\n"
 
 
