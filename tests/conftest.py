@@ -80,9 +80,27 @@ class Server:
         self._log.close()
 
 
+_servers: list[Server] = []  # every server of the session, in the order started
+
+
+@pytest.fixture(autouse=True)
+def _stop_the_tests_own_servers() -> Iterator[None]:
+    """A server a test (or a function-scoped fixture) started is stopped when the test ends: a whole session's
+    idle servers would hold their models' memory till the end. Session and module fixtures are set up before
+    this one, so theirs stay."""
+    mark = len(_servers)
+    yield
+    own = _servers[mark:]
+    for server in own:
+        server.proc.terminate()
+    for server in own:
+        server.wait_stopped()
+    del _servers[mark:]
+
+
 @pytest.fixture(scope="session")
 def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
+    servers = _servers
 
     def start(*args: str, python: str = sys.executable, start_timeout: float = 120,
               environ: dict[str, str] | None = None, **env: str) -> Server:
