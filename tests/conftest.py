@@ -90,12 +90,16 @@ def _stop_the_tests_own_servers() -> Iterator[None]:
     this one, so theirs stay."""
     mark = len(_servers)
     yield
-    own = _servers[mark:]
-    for server in own:
-        server.proc.terminate()
-    for server in own:
-        server.wait_stopped()
+    _stop_all(_servers[mark:])
     del _servers[mark:]
+
+
+def _stop_all(servers: list[Server]) -> None:
+    """All at once: each drains and closes its model process in its own time."""
+    for server in servers:
+        server.proc.terminate()
+    for server in servers:
+        server.wait_stopped()
 
 
 @pytest.fixture(scope="session")
@@ -114,10 +118,7 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         return server
 
     yield start
-    for server in servers:  # all at once: each drains and closes its model process in its own time
-        server.proc.terminate()
-    for server in servers:
-        server.wait_stopped()
+    _stop_all(servers)
 
 
 @pytest.fixture(scope="session")

@@ -45,8 +45,10 @@ def exception_envelope(openai: bool, exc: Exception) -> dict:
 
 def error_body(path: str, error_type: str, message: str) -> dict:
     """An error response's body, for the API `path` belongs to; Anthropic's names the request id."""
-    body = envelope(is_openai_path(path), error_type, message)
-    if not is_openai_path(path) and (request_id := request_id_var.get()) != "-":
+    if is_openai_path(path):
+        return envelope(True, error_type, message)
+    body = envelope(False, error_type, message)
+    if (request_id := request_id_var.get()) != "-":
         body["request_id"] = request_id
     return body
 
