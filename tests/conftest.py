@@ -45,7 +45,9 @@ class Server:
                     return
             except httpx.HTTPError:
                 time.sleep(0.2)
-        raise RuntimeError("server did not start")
+        self.proc.kill()  # not left behind holding its port and model
+        self.wait_stopped()
+        raise RuntimeError(f"server did not start in {start_timeout:g} s: {log.read_text()[-2000:]}")
 
     def client(self, prefix: str = "/anthropic", **kw) -> anthropic.Anthropic:
         kw.setdefault("api_key", None if "auth_token" in kw else "not-needed")
@@ -81,17 +83,33 @@ class Server:
 
 
 _servers: list[Server] = []  # every server of the session, in the order started
+_shared: set[int] = set()  # id() of the servers that a session or module fixture started: they outlive a test
+_wide_setups: list[str] = []  # the session/module fixtures being set up now, innermost last
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Tells start_server when a wider fixture is being set up, even one a test asked for late with
+    `request.getfixturevalue` (after this test's autouse fixtures began)."""
+    wide = fixturedef.scope != "function"
+    if wide:
+        _wide_setups.append(fixturedef.argname)
+    try:
+        yield
+    finally:
+        if wide:
+            _wide_setups.pop()
 
 
 @pytest.fixture(autouse=True)
 def _stop_the_tests_own_servers() -> Iterator[None]:
     """A server a test (or a function-scoped fixture) started is stopped when the test ends: a whole session's
-    idle servers would hold their models' memory till the end. Session and module fixtures are set up before
-    this one, so theirs stay."""
+    idle servers would hold their models' memory till the end. Those of wider fixtures stay."""
     mark = len(_servers)
     yield
-    _stop_all(_servers[mark:])
-    del _servers[mark:]
+    own = [s for s in _servers[mark:] if id(s) not in _shared]
+    _stop_all(own)
+    _servers[mark:] = [s for s in _servers[mark:] if id(s) in _shared]
 
 
 def _stop_all(servers: list[Server]) -> None:
@@ -115,6 +133,8 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         variables = {**(environ or {}), **{f"PARLEY_{k.upper()}": v for k, v in env.items()}}
         server = Server(list(args), variables, log, python, start_timeout)
         servers.append(server)
+        if _wide_setups:
+            _shared.add(id(server))
         return server
 
     yield start

@@ -139,3 +139,31 @@ def test_breakpoint_on_a_tool_in_a_hermes_system_prompt(client):
     cold = _ask(client, SHORT, "Read setup.py", model=QWEN, tools=short)
     assert breakpoint_at(first.usage) - breakpoint_at(cold.usage) == (
         total - _count(client, SHORT, "Read setup.py", model=QWEN, tools=short))
+
+
+def test_breakpoints_on_a_tool_call_and_its_result(client):
+    """Claude Code marks the last block of its last turn, often a tool_result: parley finds the breakpoint by
+    rendering a copy with a call or result of its own after the block, and that copy is not a pairing error."""
+    tools = [{"name": "read_file", "description": "Read a file.",
+              "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}]
+    mark = {"type": "ephemeral"}
+
+    def conversation(on_call: bool) -> list[dict]:
+        call = {"type": "tool_use", "id": "toolu_01", "name": "read_file", "input": {"path": "a.py"}}
+        result = {"type": "tool_result", "tool_use_id": "toolu_01", "content": "x = 1\nprint(x)\n" * 20}
+        return [{"role": "user", "content": _fresh("What does a.py print?")},
+                {"role": "assistant", "content": [{**call, "cache_control": mark} if on_call else call]},
+                {"role": "user", "content": [result if on_call else {**result, "cache_control": mark},
+                                             {"type": "text", "text": "Answer in one line."}]}]
+
+    written = {}
+    for on_call in (True, False):
+        messages = conversation(on_call)
+        answer = client.messages.create(model=QWEN, max_tokens=1, tools=tools, messages=messages,
+                                        extra_body=GREEDY)
+        total = client.messages.count_tokens(model=QWEN, tools=tools, messages=messages).input_tokens
+        assert _total(answer.usage) == total
+        assert answer.usage.input_tokens > 3  # the text after the marked block is not written
+        written[on_call] = answer.usage.cache_read_input_tokens + answer.usage.cache_creation_input_tokens
+    # The result's breakpoint lies past the 20 lines of the file: at least their tokens further on.
+    assert written[False] - written[True] > 100

@@ -27,7 +27,9 @@ class RequestRenderer:
         self._plan = RenderPlan(tools, self.thinking, to_answer_schema(body))
 
     def text(self, req: _ConversationRequest, conversation: Conversation | None = None) -> str:
-        return render_text(self._engine, conversation or to_conversation(req, self._signer), self._plan)
+        # `req` is the request as checked, or a variant of it (edited, or with a cache mark).
+        variant = conversation or to_conversation(req, self._signer, check_pairs=False)
+        return render_text(self._engine, variant, self._plan)
 
     def tokenize(self, text: str) -> list[int]:
         return self._engine.tokenize(text)

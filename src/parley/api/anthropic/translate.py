@@ -202,12 +202,16 @@ def _system_text(system: str | list[Any], where: str) -> str:
     return "\n\n".join(t for t in map(_without_billing_line, texts) if t)
 
 
-def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = None) -> Conversation:
-    """`signer` verifies thinking blocks in history (a tampered one is a 400); without it they are dropped."""
+def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = None, *,
+                    check_pairs: bool = True) -> Conversation:
+    """`signer` verifies thinking blocks in history (a tampered one is a 400); without it they are dropped.
+    `check_pairs=False` is for parley's own variants of a checked request: a cache mark is a tool call or
+    result of its own, which answers nothing."""
     if not req.messages:
         raise InvalidRequestError("messages: at least one message is required")
     messages = _merged(req.messages, signer)
-    check_tool_pairs(req.messages)  # after the blocks themselves were read: their errors name them first
+    if check_pairs:  # after the blocks themselves were read: their errors name them first
+        check_tool_pairs(req.messages)
     # System messages before the first turn extend the system prompt: every template takes that.
     leading = [] if req.system is None else [_system_text(req.system, "system")]
     while messages and messages[0].role == "system":
