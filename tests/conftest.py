@@ -87,18 +87,25 @@ _shared: set[int] = set()  # id() of the servers that a session or module fixtur
 _wide_setups: list[str] = []  # the session/module fixtures being set up now, innermost last
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef, request):
+class _WideFixtureWatch:
     """Tells start_server when a wider fixture is being set up, even one a test asked for late with
-    `request.getfixturevalue` (after this test's autouse fixtures began)."""
-    wide = fixturedef.scope != "function"
-    if wide:
-        _wide_setups.append(fixturedef.argname)
-    try:
-        yield
-    finally:
+    `request.getfixturevalue` (after this test's autouse fixtures began). A plugin of its own: a session
+    fixture is set up through the session's hooks, which do not see this directory's conftest."""
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        wide = fixturedef.scope != "function"
         if wide:
-            _wide_setups.pop()
+            _wide_setups.append(fixturedef.argname)
+        try:
+            yield
+        finally:
+            if wide:
+                _wide_setups.pop()
+
+
+def pytest_configure(config) -> None:
+    config.pluginmanager.register(_WideFixtureWatch(), "parley-wide-fixture-watch")
 
 
 @pytest.fixture(autouse=True)
