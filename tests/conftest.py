@@ -26,6 +26,8 @@ def _free_port() -> int:
 
 
 class Server:
+    shared = False  # started by a session or module fixture
+
     def __init__(self, args: list[str], env: dict[str, str], log: Path, python: str = sys.executable,
                  start_timeout: float = 120) -> None:
         self.port = _free_port()
@@ -83,7 +85,6 @@ class Server:
 
 
 _servers: list[Server] = []  # every server of the session, in the order started
-_shared: set[int] = set()  # id() of the servers that a session or module fixture started: they outlive a test
 _wide_setups: list[str] = []  # the session/module fixtures being set up now, innermost last
 
 
@@ -114,9 +115,8 @@ def _stop_the_tests_own_servers() -> Iterator[None]:
     idle servers would hold their models' memory till the end. Those of wider fixtures stay."""
     mark = len(_servers)
     yield
-    own = [s for s in _servers[mark:] if id(s) not in _shared]
-    _stop_all(own)
-    _servers[mark:] = [s for s in _servers[mark:] if id(s) in _shared]
+    _stop_all([s for s in _servers[mark:] if not s.shared])
+    _servers[mark:] = [s for s in _servers[mark:] if s.shared]
 
 
 def _stop_all(servers: list[Server]) -> None:
@@ -140,8 +140,7 @@ def start_server(tmp_path_factory) -> Iterator[Callable[..., Server]]:
         variables = {**(environ or {}), **{f"PARLEY_{k.upper()}": v for k, v in env.items()}}
         server = Server(list(args), variables, log, python, start_timeout)
         servers.append(server)
-        if _wide_setups:
-            _shared.add(id(server))
+        server.shared = bool(_wide_setups)  # a session or module fixture's: it outlives the test
         return server
 
     yield start
