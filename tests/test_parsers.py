@@ -159,6 +159,8 @@ HERMES_CASES = [
     ("broken JSON after the name", 'A\n<tool_call>{"name": "get_time", oops}</tool_call>\nafter',
      [text("A"), call("get_time", None), text("after")]),
     ("call without arguments", '<tool_call>{"name": "get_time"}</tool_call>', [call("get_time", {})]),
+    ("raw newline in a string argument", hcall("get_weather", '{"location": "Paris,\nFrance"}'),
+     [call("get_weather", {"location": "Paris,\nFrance"})]),
 ]
 
 

@@ -104,7 +104,9 @@ class JsonCallScanner:
                 return
         self._member += ch
         if self._key in ARGUMENT_KEYS and (self.args_raw or not ch.isspace()):
-            self.args_raw += ch
+            # A raw control character inside a string (a sampled email body's newline) is invalid JSON; it
+            # means its escape, so the fragments and the input stay JSON that clients can parse.
+            self.args_raw += json.dumps(ch)[1:-1] if self._lex.in_string and ch < " " else ch
 
     def _fail(self, why: str) -> None:
         """Before the name this is not a call; after it the call has started, so it only loses its input."""
