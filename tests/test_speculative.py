@@ -6,6 +6,7 @@ import openai
 import pytest
 
 from conftest import SMOL
+from parley.engines.draft_cost import DraftCost
 from parley.engines.prompt_lookup import PromptLookup
 
 PASSAGE = ("The lighthouse on the northern cape was built in 1871 from granite quarried on the island itself. "
@@ -49,6 +50,59 @@ def test_the_tail_never_matches_itself_and_the_latest_occurrence_wins():
     for token in [2, 7, 8]:
         lookup.append(token)
     assert lookup.draft(4) == [2]  # the newer occurrence
+
+
+def _cost(step_ms: dict[int, float], max_draft: int = 16) -> DraftCost:
+    cost = DraftCost(max_draft)
+    for n_tokens, ms in step_ms.items():
+        cost.record(n_tokens, ms / 1000)
+    return cost
+
+
+EPYC = {1: 17.5, 2: 43.4, 3: 51.4, 4: 57.5, 5: 74.4, 9: 89.6, 17: 116.1}  # measured on a 2-core EPYC
+
+
+def test_a_draft_is_priced_from_timed_steps_and_optimistically_until_timed():
+    cost = _cost({1: 10, 2: 30})
+    assert cost.price(1) == pytest.approx(2.0)  # a step of 2 tokens took 3 plain ones
+    assert cost.price(8) == pytest.approx(2.0)  # not timed yet: like the largest smaller size timed
+    cost.record(9, 0.060)
+    assert cost.price(8) == pytest.approx(5.0)
+    cost.record(9, 0.110)  # later steps weigh in, not all at once
+    assert 5.0 < cost.price(8) < 10.0
+    assert DraftCost(16).price(4) == 0.0  # nothing timed: drafts are tried
+
+
+def test_dear_drafts_must_be_longer_and_need_a_longer_match():
+    assert _cost({1: 10, 2: 11, 3: 12}).terms() == (1, 3)  # nearly free rows: any draft, a short match
+    shortest, ngram = _cost(EPYC).terms()
+    assert (shortest, ngram) == (3, 7)  # a 2-token step costs 2.5 plain ones: 3 tokens at least, a 7-gram
+    assert _cost({1: 10, **{n: 10 * n for n in range(2, 18)}}).terms() is None  # rows cost a step each: never
+
+
+def test_on_a_dear_machine_a_short_match_is_not_drafted_and_a_long_one_is():
+    cost = _cost(EPYC)
+    text = list(range(100, 120))
+    lookup = PromptLookup([*text, 7, 8, 1, 2, 3, 4, 5, 6, 9], max_draft=16, cost=cost)
+    for token in [0, 7, 8]:
+        lookup.append(token)
+    assert lookup.draft(16) == []  # (7, 8) occurred before, but 2 tokens are too weak a sign here
+    lookup = PromptLookup(text, max_draft=16, cost=cost)
+    for token in text[:8]:
+        lookup.append(token)
+    assert lookup.draft(16) == text[8:11]  # an 8-gram: the shortest draft that can pay, 3 tokens
+
+
+def test_a_draft_taken_less_than_it_cost_counts_as_a_miss():
+    cost = _cost(EPYC)
+    text = list(range(100, 140))
+    lookup = PromptLookup(text, max_draft=16, cost=cost)
+    for token in text[:8]:
+        lookup.append(token)
+    assert len(lookup.draft(16)) == 3
+    lookup.taken(3, 1)  # 1 token taken, for a price of ~2.3 steps
+    lookup.append(text[8])
+    assert lookup.draft(16) == []  # resting
 
 
 ASK = f"Repeat this text exactly, word for word:\n\n{PASSAGE}"

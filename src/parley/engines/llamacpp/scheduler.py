@@ -24,6 +24,7 @@ from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import Done, Item, Sampled, Sink, Started
+from ..draft_cost import DraftCost
 from ..prefix_store import PrefixStore, Restored
 from ..prompt_lookup import PromptLookup
 from .sampling import RequestSampler, logprobs
@@ -79,6 +80,7 @@ class BatchScheduler:
         self._engine = engine
         self._draft_max = draft_max
         self._drafted = self._accepted = 0  # draft tokens verified, and taken
+        self._draft_cost = DraftCost(draft_max)  # learned from this context's own steps
         self._ctx = ctx
         self._n_batch = n_batch
         self._prefill_chunk = max(1, min(prefill_chunk, n_batch))
@@ -98,7 +100,7 @@ class BatchScheduler:
     def submit(self, prompt: list[int], params: SamplingParams, sink: Sink, sampler: RequestSampler) -> Request:
         request = Request(prompt, params, sink, sampler, self._cond)
         if self._draft_max > 0:
-            request.lookup = PromptLookup(prompt, self._draft_max)
+            request.lookup = PromptLookup(prompt, self._draft_max, self._draft_cost)
         self._read_stored_prefix(request)
         with self._cond:
             if self._closing:
@@ -291,8 +293,10 @@ class BatchScheduler:
     def _step(self) -> None:
         self._fill_batch()
         while True:
+            started = time.perf_counter()
             rc = llama_cpp.llama_decode(self._ctx.ctx, self._batch.batch)
             if rc == 0:
+                self._time_step(time.perf_counter() - started)
                 break
             if rc == NO_KV_ROOM:
                 victim = self.slots.evictable()
@@ -318,6 +322,11 @@ class BatchScheduler:
                 self._store_prefix(request)
             if request.row >= 0:
                 self._sample(request, request.row)
+
+    def _time_step(self, seconds: float) -> None:
+        """Teach the draft cost what a step of one decoding sequence (its next token and any draft) took."""
+        if self._draft_max and len(self._active) == 1 and (request := self._active[0]).pending is not None:
+            self._draft_cost.record(len(request.chunk), seconds)
 
     def _decoded(self, request: Request, chunk: list[int]) -> None:
         """`chunk` is the pending token and a draft: sample row by row while the draft agrees with what is
