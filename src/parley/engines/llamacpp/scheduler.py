@@ -93,6 +93,10 @@ class BatchScheduler:
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()
         self._active: list[Request] = []  # in joining order; touched by the scheduler thread only
+        # What the step produced, handed to the requests' sinks just before the next decode: a sink wakes
+        # another thread, which takes the GIL at this thread's next ctypes call and holds it for its own
+        # work; handed over while llama_decode runs (without the GIL) nobody waits for anybody.
+        self._outgoing: list[tuple[Sink, Item]] = []
         self._closing = False
         self._thread = start_thread(self._run, "parley-batch")  # samples under grammars: a big stack
 
@@ -158,11 +162,18 @@ class BatchScheduler:
             self._drop_cancelled()
             if self._active:
                 self._step()
+            self._deliver()
         with self._cond:
             leftover = list(self._waiting) + self._active
             self._waiting.clear()
         for request in leftover:
             self._finish(request, Done())
+        self._deliver()
+
+    def _deliver(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        for sink, item in outgoing:
+            sink(item)
 
     def _drop_cancelled(self) -> None:
         for request in [r for r in self._active if r.cancelled]:
@@ -205,7 +216,7 @@ class BatchScheduler:
         slot.touch()
         request.slot, request.prefilled = slot, reuse
         self._active.append(request)
-        request.sink(Started(cached_tokens=reuse))
+        self._outgoing.append((request.sink, Started(cached_tokens=reuse)))
 
     def _restore(self, slot: Slot, restored: Restored) -> bool:
         """Load a stored prefix into `slot`, making room by emptying idle slots as needed."""
@@ -241,7 +252,7 @@ class BatchScheduler:
             request.slot.touch()
             request.slot = None
         request.sampler.close()
-        request.sink(item)
+        self._outgoing.append((request.sink, item))
 
     def _add(self, slot: Slot, tokens: list[int], logits: int) -> int:
         """Put `tokens` after what `slot` holds; the last `logits` of them get logits. Returns the batch row
@@ -292,6 +303,7 @@ class BatchScheduler:
 
     def _step(self) -> None:
         self._fill_batch()
+        self._deliver()
         while True:
             started = time.perf_counter()
             rc = llama_cpp.llama_decode(self._ctx.ctx, self._batch.batch)
@@ -357,7 +369,7 @@ class BatchScheduler:
         logprob, top = None, ()
         if params.logprobs is not None:
             logprob, top = logprobs(self._ctx.ctx, row, engine.n_vocab, token, params.logprobs)
-        request.sink(Sampled(token, logprob, top))
+        self._outgoing.append((request.sink, Sampled(token, logprob, top)))
         request.produced += 1
         slot = request.slot
         if (engine.is_end_of_generation(token) or request.produced >= params.max_tokens

@@ -39,6 +39,7 @@ class LlamaCppVocab:
         except (ValueError, RuntimeError) as exc:
             raise InvalidRequestError(f"model file '{path.name}' could not be loaded") from exc
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.model.vocab)
+        self._eog: dict[int, bool] = {}
         self.metadata = self.model.metadata()
         self._markers = self._marker_tokens()
         self.chat_template = ChatTemplate(
@@ -82,7 +83,10 @@ class LlamaCppVocab:
         return buf.raw[: max(n, 0)]
 
     def is_end_of_generation(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self.model.vocab, token))
+        # Remembered: a ctypes call lets other threads take the GIL, and this is asked for every token.
+        if (eog := self._eog.get(token)) is None:
+            eog = self._eog[token] = bool(llama_cpp.llama_vocab_is_eog(self.model.vocab, token))
+        return eog
 
     def close(self) -> None:
         self.model.close()
