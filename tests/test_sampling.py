@@ -43,3 +43,28 @@ def test_fast_path_gives_the_grammar_first_greedy_tokens():
         fast.close()
         reference.close()
     assert 0 < fast.resampled < len(chosen)  # both paths ran: the model's own choice, and the grammar's
+
+
+def test_greedy_by_argmax_gives_llama_cpps_greedy_tokens():
+    """Greedy requests read the row's best logit with numpy instead of llama.cpp's sampler (which copies the
+    whole vocabulary first): the same token at every step of a free-text answer."""
+    cpu_backend.ensure_loaded()
+    llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), n_ctx=512, verbose=False)
+    fast = build_sampler(llm._model.vocab, SamplingParams(max_tokens=120, temperature=0.0), 0.05)
+    reference = LlamaSampler()
+    reference.add_greedy()
+    llm.eval(llm.tokenize(b"<|im_start|>user\nWrite a short poem about rivers.<|im_end|>\n<|im_start|>assistant\n",
+                          special=True))
+    chosen = []
+    try:
+        for _ in range(120):
+            token = fast.sample(llm._ctx, -1)
+            assert token == llama_cpp.llama_sampler_sample(reference.sampler, llm._ctx.ctx, -1), len(chosen)
+            chosen.append(token)
+            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                break
+            llm.eval([token])
+    finally:
+        fast.close()
+        reference.close()
+    assert len(chosen) > 20  # a real answer was compared, token by token
