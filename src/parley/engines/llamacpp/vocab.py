@@ -39,7 +39,8 @@ class LlamaCppVocab:
         except (ValueError, RuntimeError) as exc:
             raise InvalidRequestError(f"model file '{path.name}' could not be loaded") from exc
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.model.vocab)
-        self._eog: dict[int, bool] = {}
+        self._eog: dict[int, bool] = {}  # per token, asked of llama.cpp once
+        self._pieces: dict[int, bytes] = {}
         self.metadata = self.model.metadata()
         self._markers = self._marker_tokens()
         self.chat_template = ChatTemplate(
@@ -73,6 +74,12 @@ class LlamaCppVocab:
         return self.model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def token_bytes(self, token: int) -> bytes:
+        # Remembered, as end-of-generation answers are: asked for every streamed token.
+        if (piece := self._pieces.get(token)) is None:
+            piece = self._pieces[token] = self._token_piece(token)
+        return piece
+
+    def _token_piece(self, token: int) -> bytes:
         # llama-cpp-python's own token_to_piece returns its whole fixed buffer, NULs included.
         special = token in self._markers
         buf = ctypes.create_string_buffer(64)
