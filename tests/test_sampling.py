@@ -68,3 +68,36 @@ def test_greedy_by_argmax_gives_llama_cpps_greedy_tokens():
         fast.close()
         reference.close()
     assert len(chosen) > 20  # a real answer was compared, token by token
+
+
+def test_a_json_string_in_a_grammar_takes_no_raw_control_character():
+    """JSON strings cannot hold a raw newline; llama-cpp-python's converter allowed one (`[^"\\\\]`), and a sampled
+    email body then came back as arguments that do not parse. Its escape is allowed, as is ordinary text."""
+    import ctypes
+
+    from parley.engines.llamacpp.sampling import grammar_sampler
+    from parley.engines.mlx.grammar import compile_grammar
+
+    cpu_backend.ensure_loaded()
+    llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), vocab_only=True, verbose=False)
+    schema = {"type": "object", "properties": {"body": {"type": "string"}}, "required": ["body"]}
+    grammar = GrammarConstraint(strict_gbnf(check_strict_schema(schema, "s"), "s"))
+    compile_grammar(grammar.gbnf)  # llguidance (the MLX and vLLM engines) reads the same rule
+
+    def allowed_after(prefix: str, text: str) -> bool:
+        handle = grammar_sampler(llm._model.vocab, grammar)
+        try:
+            for token in llm.tokenize(prefix.encode(), add_bos=False, special=False):
+                llama_cpp.llama_sampler_accept(handle, token)
+            (token,) = llm.tokenize(text.encode(), add_bos=False, special=False)
+            one = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+            view = llama_cpp.llama_token_data_array(one, 1, -1, False)
+            llama_cpp.llama_sampler_apply(handle, ctypes.byref(view))
+            return one[0].logit != float("-inf")
+        finally:
+            llama_cpp.llama_sampler_free(handle)
+
+    assert allowed_after('{"body": "Buy', " milk")
+    assert allowed_after('{"body": "Buy', "\\")  # the start of an escape, `\n` written as JSON writes it
+    assert not allowed_after('{"body": "Buy', "\n")
+    assert not allowed_after('{"body": "Buy', "\t")

@@ -15,13 +15,19 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, STRING_FORMAT_RULES, SchemaConverter
+from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, STRING_FORMAT_RULES, BuiltinRule, SchemaConverter
 
 from .schema_rewrite import converter_input
 
 # The converter's `space` is `" "?`; models put newlines in JSON, and a lazy grammar that meets text it
 # cannot accept aborts the process inside llama.cpp. Lazy triggers (tool_grammar.py) use the same class.
 SPACE = "[ \\t\\n\\r]{0,20}"
+
+# A JSON string character. llama-cpp-python's `[^"\\]` lets a model write a raw newline (or any control
+# character) inside a string: invalid JSON, which a strict parser rejects. llama.cpp's own converter excludes
+# them, as JSON does.
+CHAR = BuiltinRule(r'[^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" '
+                   r'[0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F] [0-9a-fA-F])', [])
 
 _TAKEN_FIRST = ("$ref", "oneOf", "anyOf", "const", "enum")  # the converter's branches before any bound
 
@@ -45,7 +51,7 @@ class _FlatConverter(SchemaConverter):
     def visit(self, schema: dict[str, Any], name: str) -> str:
         rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
         if _bounded(schema, "string", "minLength", "maxLength"):
-            char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+            char = self._add_primitive("char", CHAR)
             body = _repeat(char, schema.get("minLength", 0), schema.get("maxLength"))
             return self._add_rule(rule_name, f'"\\"" {body} "\\"" space')
         if _bounded(schema, "array", "minItems", "maxItems"):
@@ -56,6 +62,9 @@ class _FlatConverter(SchemaConverter):
             digits = "[1-9] [0-9]{0,15}" if low > 0 else '( "0" | [1-9] [0-9]{0,15} )'
             return self._add_rule(rule_name, f"{digits} space")
         return super().visit(schema, name)
+
+    def _add_primitive(self, name: str, rule: BuiltinRule) -> str:
+        return super()._add_primitive(name, CHAR if name == "char" else rule)
 
     def _resolve_ref(self, ref: str) -> str:
         """The rule of a `$ref`, converted once. The converter looked it up by its raw name but stored it under
