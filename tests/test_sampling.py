@@ -8,7 +8,7 @@ from llama_cpp._internals import LlamaSampler
 
 from parley.core.params import GrammarConstraint, SamplingParams
 from parley.engines.llamacpp import cpu_backend
-from parley.engines.llamacpp.sampling import add_grammar, build_sampler
+from parley.engines.llamacpp.sampling import RequestSampler, add_grammar, build_sampler
 from parley.grammar.json_output import check_strict_schema, strict_gbnf
 from parley.models.packaged import SMOLLM2_135M
 from parley.settings import Settings
@@ -18,20 +18,21 @@ SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength
           "required": ["city", "year", "tags"]}
 
 
-def test_fast_path_gives_the_grammar_first_greedy_tokens():
+def _same_tokens(params: SamplingParams, reference: LlamaSampler, question: str, steps: int,
+                 min_p: float = 0.0) -> tuple[list[int], RequestSampler]:
+    """Answer `question` greedily, checking parley's sampler against `reference` at every step (both on the
+    same logits); the tokens chosen, and parley's sampler (closed)."""
     cpu_backend.ensure_loaded()  # llama-cpp-python's Llama looks for ggml's backends only beside python
     llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), n_ctx=512, verbose=False)
-    grammar = GrammarConstraint(strict_gbnf(check_strict_schema(SCHEMA, "s"), "s"))
-    fast = build_sampler(llm._model.vocab,
-                         SamplingParams(max_tokens=80, temperature=0.0, grammar=grammar), 0.0)
-    reference = LlamaSampler()
-    add_grammar(reference, llm._model.vocab, grammar)
+    if params.grammar is not None:
+        add_grammar(reference, llm._model.vocab, params.grammar)
     reference.add_greedy()
-    llm.eval(llm.tokenize(b"<|im_start|>user\nDescribe Rome as JSON.<|im_end|>\n<|im_start|>assistant\n",
+    fast = build_sampler(llm._model.vocab, params, min_p)
+    llm.eval(llm.tokenize(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n".encode(),
                           special=True))
-    chosen = []
+    chosen: list[int] = []
     try:
-        for _ in range(80):
+        for _ in range(steps):
             token = fast.sample(llm._ctx, -1)
             expected = llama_cpp.llama_sampler_sample(reference.sampler, llm._ctx.ctx, -1)
             assert token == expected, (len(chosen), llm.detokenize(chosen))
@@ -42,31 +43,21 @@ def test_fast_path_gives_the_grammar_first_greedy_tokens():
     finally:
         fast.close()
         reference.close()
+    return chosen, fast
+
+
+def test_fast_path_gives_the_grammar_first_greedy_tokens():
+    grammar = GrammarConstraint(strict_gbnf(check_strict_schema(SCHEMA, "s"), "s"))
+    params = SamplingParams(max_tokens=80, temperature=0.0, grammar=grammar)
+    chosen, fast = _same_tokens(params, LlamaSampler(), "Describe Rome as JSON.", 80)
     assert 0 < fast.resampled < len(chosen)  # both paths ran: the model's own choice, and the grammar's
 
 
 def test_greedy_by_argmax_gives_llama_cpps_greedy_tokens():
     """Greedy requests read the row's best logit with numpy instead of llama.cpp's sampler (which copies the
     whole vocabulary first): the same token at every step of a free-text answer."""
-    cpu_backend.ensure_loaded()
-    llm = llama_cpp.Llama(str(SMOLLM2_135M.gguf_path(Settings().cache_dir)), n_ctx=512, verbose=False)
-    fast = build_sampler(llm._model.vocab, SamplingParams(max_tokens=120, temperature=0.0), 0.05)
-    reference = LlamaSampler()
-    reference.add_greedy()
-    llm.eval(llm.tokenize(b"<|im_start|>user\nWrite a short poem about rivers.<|im_end|>\n<|im_start|>assistant\n",
-                          special=True))
-    chosen = []
-    try:
-        for _ in range(120):
-            token = fast.sample(llm._ctx, -1)
-            assert token == llama_cpp.llama_sampler_sample(reference.sampler, llm._ctx.ctx, -1), len(chosen)
-            chosen.append(token)
-            if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                break
-            llm.eval([token])
-    finally:
-        fast.close()
-        reference.close()
+    params = SamplingParams(max_tokens=120, temperature=0.0)
+    chosen, _ = _same_tokens(params, LlamaSampler(), "Write a short poem about rivers.", 120, min_p=0.05)
     assert len(chosen) > 20  # a real answer was compared, token by token
 
 
