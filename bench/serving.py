@@ -4,7 +4,7 @@ thread count, in one invocation. Prints a table of ratios and writes JSON for tr
   P1  single-stream decode tok/s through streaming /v1/messages
   P2  time to first token for a ~1k-token prompt (cold: it shares no prefix with anything before)
   P3  time to first token of turn 2 vs turn 1 of a ~4k-token conversation (the prefix cache at work)
-  P4  aggregate output tok/s with 1, 4 and 8 concurrent streams (both servers with 8 slots)
+  P4  aggregate output tok/s with 1, 4 and 8 concurrent streams, 3 requests each (both servers with 8 slots)
   P6  server overhead per streamed token: parley's ms/token less raw llama-cpp-python's
 
 --compare-in-process measures, instead, parley as it runs (each model in its own child process) against
@@ -113,11 +113,14 @@ def p3_turns(server: Server) -> tuple[float, float]:
     return turn1.ttft, server.message(history, 4).ttft
 
 
-def p4_aggregate(server: Server, streams: int, tokens: int) -> float:
+def p4_aggregate(server: Server, streams: int, tokens: int, requests: int = 3) -> float:
+    """Output tok/s of `streams` clients at once, each sending `requests` requests one after another (one
+    short request per stream alone is too noisy to tell 5 % apart)."""
     results: list[Stream] = []
 
     def one() -> None:
-        results.append(server.message(count_prompt(), tokens))
+        for _ in range(requests):
+            results.append(server.message(count_prompt(), tokens))
 
     threads = [threading.Thread(target=one) for _ in range(streams)]
     start = time.perf_counter()
