@@ -39,6 +39,10 @@ class Done:
 # A sink receives, on the engine's thread: Started, then Sampled…, then Done or the exception that ended it.
 Item = Started | Sampled | Done | BaseException
 Sink = Callable[[Item], None]
+# An engine that hands items over in bursts (every stream's token of one decode step) may take an
+# `after_delivery` attribute: a callable it calls, on the same thread, once a burst's sinks have all run, so that
+# the sinks can queue cheaply and forward the whole burst at once (the model's child process does).
+AfterDelivery = Callable[[], None]
 
 
 class Generation(Protocol):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -131,7 +132,7 @@ class Admission:
 
     async def items(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[Started | Sampled]:
         runner = self._runner
-        loop = asyncio.get_running_loop()
+        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
         queue: asyncio.Queue[Item] = asyncio.Queue()
 
         def ended() -> None:
@@ -143,9 +144,14 @@ class Admission:
                 runner.interactive_running -= 1
             runner._notify()
 
-        def sink(item: Item) -> None:  # on the engine's thread
+        def sink(item: Item) -> None:  # on the engine's thread, or on the loop (an engine that reads there)
             if isinstance(item, Sampled):
                 runner.tokens_generated += 1
+            if threading.get_ident() == loop_thread:
+                queue.put_nowait(item)
+                if isinstance(item, Done | BaseException):
+                    ended()
+                return
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
                 if isinstance(item, Done | BaseException):

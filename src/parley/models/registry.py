@@ -42,6 +42,7 @@ class ModelRegistry:
         self._pinned: set[str] = set()  # registered engines: cannot be reloaded, so never unloaded
         self._retired: list[tuple[EngineRunner, float]] = []  # out of service, closed once surely unused
         self._loading: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._kinds: dict[str, str] = {}  # loaded model → its engine's name
         self._headers: dict[tuple[Path, int, int], ModelFacts | str] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -166,6 +167,7 @@ class ModelRegistry:
                 if runner := self._take(canonical):
                     return runner
             self._shrink(self._settings.max_loaded_models - 1, spare_recent=False)  # free memory first
+            self._loop = asyncio.get_running_loop()  # a model's child process is read from the loop
             engine = await asyncio.to_thread(self._load, entry, canonical, asked)
             self._runners[canonical] = self._runner_for(canonical, engine)
             runner = self._take(canonical)
@@ -200,7 +202,7 @@ class ModelRegistry:
         spec = EngineSpec(kind.name, path, options, s.log_level)
         if s.isolate_models and kind.isolate:
             engine: Engine = IsolatedEngine(spec, max_rss_mb=float(own.get("max_model_rss_mb", s.max_model_rss_mb)),
-                                            fault_injection=s.fault_injection, name=canonical)
+                                            fault_injection=s.fault_injection, name=canonical, loop=self._loop)
         else:
             engine = spec.open_engine()
         engine.chat_template.time_limit = s.render_timeout

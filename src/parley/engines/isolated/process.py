@@ -35,6 +35,8 @@ class ModelProcess:
         self.process.start()
         theirs.close()  # the child's end lives only in the child: its death is an EOF here
         self.planned_exit = False
+        self.eof = False  # its reader saw the pipe close
+        self.read_done = threading.Event()  # and its exit was handled
         self.info: dict = {}
         self._queue: list[tuple] = []
         self._cond = threading.Condition()

@@ -9,6 +9,7 @@ the RSS ceiling is replaced the same way, but between requests: new ones wait un
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import threading
@@ -80,8 +81,12 @@ class IsolatedEngine(SpeaksThroughVocabulary):
     """The Engine protocol, with the model in a child process (see the module's docstring)."""
 
     def __init__(self, spec: EngineSpec, vocab: Vocabulary | None = None, max_rss_mb: float = 0,
-                 fault_injection: bool = False, name: str = "") -> None:
+                 fault_injection: bool = False, name: str = "",
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """`loop`: the event loop that reads the child's pipe (its sinks then run on that loop's thread);
+        None: a reader thread per child."""
         self._spec = spec
+        self._loop = loop
         self.features = spec.features
         self._name = name or spec.path.name
         self.vocab = vocab or spec.open_vocab()
@@ -151,7 +156,15 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self._accepting.clear()
             child = self._child
         child.stop()
-        self._reader.join(10)
+        if self._loop is None:
+            child.read_done.wait(10)
+        elif _on_loop(self._loop):  # (shutdown) the loop cannot read while it waits here: read what is left now
+            if not child.eof:
+                self._loop.remove_reader(child.conn.fileno())
+                self._read(child)
+            child.read_done.wait(10)
+        else:
+            child.read_done.wait(10)
         if (close_vocab := getattr(self.vocab, "close", None)) is not None:
             close_vocab()
 
@@ -178,8 +191,12 @@ class IsolatedEngine(SpeaksThroughVocabulary):
     def _attach(self, child: ModelProcess) -> None:
         """(under the lock) A loaded child takes over: read from it, send it what was held, accept new work."""
         self._child, self._figures = child, child.info["stats"]
-        self._reader = threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True)
-        self._reader.start()
+        try:
+            if self._loop is None:
+                raise RuntimeError("no loop")
+            self._loop.call_soon_threadsafe(self._watch, child)
+        except RuntimeError:  # no loop, or it is closed
+            threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True).start()
         for run in self._runs.values():  # held while there was no child, in arrival order
             run.sent = True
             child.send(run.command())
@@ -203,9 +220,31 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             while True:
                 self._dispatch(child.conn.recv())
         except (EOFError, OSError):
-            pass
+            child.eof = True
+        self._handle_exit(child)
+
+    def _watch(self, child: ModelProcess) -> None:
+        """(on the loop) Read the child's pipe from the event loop: a token then costs the API process no
+        thread wake-up and no hand-over to the loop."""
+        self._loop.add_reader(child.conn.fileno(), self._readable, child)  # type: ignore[union-attr]
+
+    def _readable(self, child: ModelProcess) -> None:
+        conn = child.conn
+        try:
+            self._dispatch(conn.recv())  # the child writes a message whole: this does not wait
+            while conn.poll(0):
+                self._dispatch(conn.recv())
+        except (EOFError, OSError):
+            child.eof = True
+            self._loop.remove_reader(conn.fileno())  # type: ignore[union-attr]
+            threading.Thread(target=self._handle_exit, args=(child,), name="parley-model-exit", daemon=True).start()
+
+    def _handle_exit(self, child: ModelProcess) -> None:
         child.process.join(10)
-        self._exited(child)
+        try:
+            self._exited(child)
+        finally:
+            child.read_done.set()
 
     def _dispatch(self, batch: list[tuple]) -> None:
         settled = False  # a generation ended or a check was answered: the child may be idle
@@ -331,3 +370,10 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self.restarts += 1
             self._recycling = False
             self._attach(child)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

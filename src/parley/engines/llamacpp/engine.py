@@ -13,7 +13,7 @@ from llama_cpp._internals import LlamaContext
 from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
-from ..base import Generation, Sink, SpeaksThroughVocabulary
+from ..base import AfterDelivery, Generation, Sink, SpeaksThroughVocabulary
 from ..features import EngineFeatures
 from ..prefix_store import PrefixStore
 from . import cpu_backend
@@ -60,6 +60,7 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         self.n_vocab = self.vocab.n_vocab
         self.metadata = self.vocab.metadata
         self._store = _open_store(disk_cache, path, params) if on_disk else None
+        self.after_delivery: AfterDelivery | None = None  # see engines/base.py
         self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store, draft_max)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:

@@ -174,6 +174,8 @@ class BatchScheduler:
         outgoing, self._outgoing = self._outgoing, []
         for sink, item in outgoing:
             sink(item)
+        if outgoing and (after := self._engine.after_delivery) is not None:
+            after()
 
     def _drop_cancelled(self) -> None:
         for request in [r for r in self._active if r.cancelled]:
