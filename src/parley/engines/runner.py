@@ -147,15 +147,11 @@ class Admission:
         def sink(item: Item) -> None:  # on the engine's thread, or on the loop (an engine that reads there)
             if isinstance(item, Sampled):
                 runner.tokens_generated += 1
-            if threading.get_ident() == loop_thread:
-                queue.put_nowait(item)
-                if isinstance(item, Done | BaseException):
-                    ended()
-                return
+            call = _call_now if threading.get_ident() == loop_thread else loop.call_soon_threadsafe
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                call(queue.put_nowait, item)
                 if isinstance(item, Done | BaseException):
-                    loop.call_soon_threadsafe(ended)
+                    call(ended)
             except RuntimeError:  # the loop is gone (shutdown): closing the engine cancels the rest
                 pass
 
@@ -199,3 +195,7 @@ class Admission:
                 runner._on_generation(GenerationStats(
                     len(prompt), cached, produced, first - submitted if produced else None,
                     (produced - 1) / (last - first) if produced > 1 and last > first else None))
+
+
+def _call_now(fn: Callable[..., object], *args: object) -> None:
+    fn(*args)

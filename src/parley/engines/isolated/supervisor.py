@@ -156,15 +156,11 @@ class IsolatedEngine(SpeaksThroughVocabulary):
             self._accepting.clear()
             child = self._child
         child.stop()
-        if self._loop is None:
-            child.read_done.wait(10)
-        elif _on_loop(self._loop):  # (shutdown) the loop cannot read while it waits here: read what is left now
-            if not child.eof:
-                self._loop.remove_reader(child.conn.fileno())
-                self._read(child)
-            child.read_done.wait(10)
-        else:
-            child.read_done.wait(10)
+        if self._loop is not None and _on_loop(self._loop) and not child.eof:
+            # (shutdown) the loop cannot read while it waits here: read what is left now
+            self._loop.remove_reader(child.conn.fileno())
+            self._read(child)
+        child.read_done.wait(10)
         if (close_vocab := getattr(self.vocab, "close", None)) is not None:
             close_vocab()
 
@@ -192,10 +188,10 @@ class IsolatedEngine(SpeaksThroughVocabulary):
         """(under the lock) A loaded child takes over: read from it, send it what was held, accept new work."""
         self._child, self._figures = child, child.info["stats"]
         try:
-            if self._loop is None:
-                raise RuntimeError("no loop")
-            self._loop.call_soon_threadsafe(self._watch, child)
-        except RuntimeError:  # no loop, or it is closed
+            watching = self._loop is not None and self._loop.call_soon_threadsafe(self._watch, child) is not None
+        except RuntimeError:  # the loop is closed
+            watching = False
+        if not watching:
             threading.Thread(target=self._read, args=(child,), name="parley-model-read", daemon=True).start()
         for run in self._runs.values():  # held while there was no child, in arrival order
             run.sent = True
