@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -198,6 +201,24 @@ def test_a_request_that_crashed_the_model_twice_is_refused_the_third_time(faulty
     assert httpx.post(faulty.url + URL, json=body("What is two plus two?"), timeout=60).status_code == 200
     log = faulty.log_text()
     assert "refused a request" in log and refused.headers["request-id"] in log
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads a thread's context switches from /proc")
+def test_tokens_coming_back_do_not_wake_the_childs_command_reader(faulty):
+    """The child reads commands on its main thread. On one two-way socket pair, each message coming back woke
+    that reader for nothing: a context switch per token, on a core the decode was using."""
+    pid = model_state(faulty)["pid"]
+
+    def wake_ups() -> int:
+        status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+        return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+
+    before = wake_ups()
+    response = httpx.post(faulty.url + URL, json=body("Write a long story about a lighthouse keeper.", 120),
+                          timeout=120)
+    tokens = response.json()["usage"]["output_tokens"]
+    assert tokens >= 60, response.text
+    assert wake_ups() - before < 20, f"{wake_ups() - before} wake-ups of the command reader for {tokens} tokens"
 
 
 def test_count_tokens_does_not_need_the_model_process(faulty):

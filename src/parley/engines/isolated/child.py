@@ -138,8 +138,8 @@ def _sink(rid: int, outbox: Outbox, runs: Runs, fault: Fault | None) -> Sink:
     return sink
 
 
-def serve(spec: EngineSpec, conn: Connection) -> None:
-    """The child's main: runs until the API process says close or goes away."""
+def serve(spec: EngineSpec, commands: Connection, conn: Connection) -> None:
+    """The child's main: runs `commands` until the API process says close or goes away; sends on `conn`."""
     if hasattr(os, "setpgrp"):  # a terminal's Ctrl-C is for the API process, which closes this one on shutdown
         os.setpgrp()
     logging.basicConfig(level=spec.log_level.upper(),
@@ -156,7 +156,7 @@ def serve(spec: EngineSpec, conn: Connection) -> None:
     runs = Runs()
     while True:
         try:
-            command = conn.recv()
+            command = commands.recv()
         except (EOFError, OSError):  # the API process is gone: nobody reads what this would produce
             break
         op = command[0]

@@ -26,14 +26,21 @@ def describe_exit(code: int | None) -> str:
 
 
 class ModelProcess:
-    """One process, its pipe, and a sender thread (so that submitting never blocks the caller)."""
+    """One process, its two pipes, and a sender thread (so that submitting never blocks the caller).
+
+    One pipe each way, not one two-way socket pair: on a socket pair, every message this process read woke
+    the child's command reader, asleep on the same socket, for nothing (a context switch per token, on a core
+    a decode was using)."""
 
     def __init__(self, spec: EngineSpec) -> None:
         ctx = multiprocessing.get_context("spawn")  # the API process has threads: never fork it
-        self.conn, theirs = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=child_main.serve, args=(spec, theirs), name="parley-model", daemon=True)
+        commands_in, self.commands = ctx.Pipe(duplex=False)
+        self.conn, results_out = ctx.Pipe(duplex=False)  # what the child sends: read here
+        self.process = ctx.Process(target=child_main.serve, args=(spec, commands_in, results_out),
+                                   name="parley-model", daemon=True)
         self.process.start()
-        theirs.close()  # the child's end lives only in the child: its death is an EOF here
+        commands_in.close()  # the child's ends live only in the child: its death is an EOF here
+        results_out.close()
         self.planned_exit = False
         self.eof = False  # its reader saw the pipe close
         self.read_done = threading.Event()  # and its exit was handled
@@ -73,7 +80,7 @@ class ModelProcess:
                 commands, self._queue = self._queue, []
             for command in commands:
                 try:
-                    self.conn.send(command)
+                    self.commands.send(command)
                 except OSError:  # the child is gone; the reader handles that
                     return
                 if command[0] == "close":

@@ -226,10 +226,8 @@ class IsolatedEngine(SpeaksThroughVocabulary):
 
     def _readable(self, child: ModelProcess) -> None:
         conn = child.conn
-        try:
+        try:  # one message a call (the loop calls again while more is there): polling for more costs more
             self._dispatch(conn.recv())  # the child writes a message whole: this does not wait
-            while conn.poll(0):
-                self._dispatch(conn.recv())
         except (EOFError, OSError):
             child.eof = True
             self._loop.remove_reader(conn.fileno())  # type: ignore[union-attr]
