@@ -214,8 +214,10 @@ def test_tokens_coming_back_do_not_wake_the_childs_command_reader(faulty):
         return int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
 
     before = wake_ups()
-    response = httpx.post(faulty.url + URL, json=body("Write a long story about a lighthouse keeper.", 120),
+    # Not the bystanders' prompt: a request that was running during two crashes is refused as a poison request.
+    response = httpx.post(faulty.url + URL, json=body("Write a long story about a fisherman and the sea.", 120),
                           timeout=120)
+    assert response.status_code == 200, response.text
     tokens = response.json()["usage"]["output_tokens"]
     assert tokens >= 60, response.text
     assert wake_ups() - before < 20, f"{wake_ups() - before} wake-ups of the command reader for {tokens} tokens"
