@@ -58,6 +58,24 @@ def test_streamed_usage_reports_cache_in_start_and_delta(fresh):
     assert start["input_tokens"] == 1 and start["cache_read_input_tokens"] > 20  # the repeat is all cached
 
 
+def test_idle_slots_are_parked_in_host_memory_and_loaded_back(fresh):
+    """While another request runs, an idle slot's cells leave the KV cache (each decode step walks every cell
+    in use, masked or not) and its state waits in host memory; a prompt that continues it loads it back."""
+    client = fresh.client()
+    question = "Which city is the capital of Japan? " + "Take your time. " * 60
+    first = _ask(client, question)
+    total = first.usage.input_tokens + first.usage.cache_read_input_tokens
+    _ask(client, "What is the capital of Peru?", system="Answer with one word.")
+    state = fresh.health()["models"][QWEN]
+    assert state["parked_tokens"] >= total > state["cached_tokens"], state
+    again = _ask(client, question)
+    assert again.content[0].text == first.content[0].text
+    assert again.usage.cache_read_input_tokens == total - 1 and again.usage.input_tokens == 1
+    state = fresh.health()["models"][QWEN]
+    assert state["cached_tokens"] >= total, state  # back in the KV cache, and the other one parked
+    assert state["parked_tokens"] < total, state
+
+
 def test_openai_reports_cached_tokens(fresh):
     oai = openai.OpenAI(base_url=fresh.url + "/v1", api_key="x", max_retries=0)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Capital of Germany?"}]

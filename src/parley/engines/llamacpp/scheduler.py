@@ -88,7 +88,7 @@ class BatchScheduler:
         self.slots = SlotTable(n_slots)
         self._store = store
         # with a store, the context has one sequence more than slots: the scratch one of snapshots
-        self._states = SequenceStates(ctx, scratch=n_slots) if store is not None else None
+        self._states = SequenceStates(ctx, scratch=n_slots if store is not None else None)
         self._reader = ThreadPoolExecutor(1, "parley-prefix-read") if store is not None else None
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()
@@ -143,6 +143,7 @@ class BatchScheduler:
     def stats(self) -> dict[str, int]:
         return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
                 "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
+                "parked_tokens": self.slots.parked_tokens(),
                 "cache_capacity": self._engine.n_ctx, "draft_tokens": self._drafted, "draft_accepted": self._accepted,
                 **(self._store.stats() if self._store else {})}
 
@@ -204,12 +205,20 @@ class BatchScheduler:
         memory = self._ctx.memory
         restored = request.restore.result() if request.restore is not None else None
         request.restore = None
-        if restored is not None and restored.usable > reuse:
-            reuse = restored.usable if self._restore(slot, restored) else 0
-        elif placement.copy_from is not None:
+        from_disk = restored is not None and restored.usable > reuse
+        if from_disk or placement.copy_from is not None:
+            slot.parked = None  # its own state is not what this prompt continues
+        if placement.copy_from is not None and not from_disk:
             llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
             llama_cpp.llama_memory_seq_cp(memory, placement.copy_from.seq_id, slot.seq_id, 0, reuse)
             slot.tokens = placement.copy_from.tokens[:reuse]
+        self._park_idle(besides=slot)
+        if slot.parked is not None and not self._unpark(slot):
+            reuse = 0
+        if from_disk:
+            reuse = restored.usable if self._restore(slot, restored) else 0  # type: ignore[union-attr]
+        elif placement.copy_from is not None:
+            pass
         elif not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, reuse, -1):
             llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)  # cannot cut mid-sequence: start over
             reuse = 0
@@ -219,6 +228,30 @@ class BatchScheduler:
         request.slot, request.prefilled = slot, reuse
         self._active.append(request)
         self._outgoing.append((request.sink, Started(cached_tokens=reuse)))
+
+    def _park_idle(self, besides: Slot) -> None:
+        """Copy the idle slots' KV states to host memory and free their cells, so that the steps to come
+        walk only the cells of running sequences; keep at most a context's worth of parked tokens."""
+        for slot in self.slots.to_park():
+            if slot is besides:
+                continue
+            slot.parked = self._states.whole(slot.seq_id)
+            if slot.parked is None:
+                slot.tokens.clear()
+            llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
+        for slot in self.slots.parked_over(self._engine.n_ctx):
+            slot.parked = None
+            slot.tokens.clear()
+
+    def _unpark(self, slot: Slot) -> bool:
+        """Load a parked slot's state back into its cells; False (and the slot emptied) when it did not fit."""
+        state, slot.parked = slot.parked, None
+        llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
+        if self._states.restore(slot.seq_id, state):  # type: ignore[arg-type]
+            return True
+        llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
+        slot.tokens.clear()
+        return False
 
     def _restore(self, slot: Slot, restored: Restored) -> bool:
         """Load a stored prefix into `slot`, making room by emptying idle slots as needed."""

@@ -30,24 +30,29 @@ class SequenceStates:
     """Copies a prefix of one sequence out of the context, and a stored state into a sequence. Runs on the
     thread that owns the context. `scratch` is a sequence id no slot uses."""
 
-    def __init__(self, ctx: LlamaContext, scratch: int) -> None:
+    def __init__(self, ctx: LlamaContext, scratch: int | None) -> None:
         self._ctx = ctx
         self._scratch = scratch
 
     def snapshot(self, seq_id: int, n_tokens: int) -> ctypes.Array | None:
         """The state of the first `n_tokens` of `seq_id` (shared into the scratch sequence, not copied)."""
+        assert self._scratch is not None, "a prefix snapshot needs the scratch sequence"
         memory = self._ctx.memory
         llama_cpp.llama_memory_seq_rm(memory, self._scratch, 0, -1)
         llama_cpp.llama_memory_seq_cp(memory, seq_id, self._scratch, 0, n_tokens)
         try:
-            size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, self._scratch)
-            buf = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, self._scratch)
-            return buf if written == size else None
+            return self.whole(self._scratch)
         finally:
             llama_cpp.llama_memory_seq_rm(memory, self._scratch, 0, -1)
 
-    def restore(self, seq_id: int, state: bytearray | memoryview) -> bool:
+    def whole(self, seq_id: int) -> ctypes.Array | None:
+        """The state of all of `seq_id` (None: llama.cpp did not write it all)."""
+        size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, seq_id)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, buf, size, seq_id)
+        return buf if written == size else None
+
+    def restore(self, seq_id: int, state: bytearray | memoryview | ctypes.Array) -> bool:
         """Load `state` into the (empty) sequence `seq_id`; False when it did not fit or did not match."""
         view = memoryview(state)
         buf = (ctypes.c_uint8 * view.nbytes).from_buffer(view)
