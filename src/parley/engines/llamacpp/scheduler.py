@@ -9,7 +9,6 @@ cancelled one is dropped before the next step and its slot — with the cache it
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -28,13 +27,13 @@ from ..draft_cost import DraftCost
 from ..prefix_store import PrefixStore, Restored
 from ..prompt_lookup import PromptLookup
 from .sampling import RequestSampler, logprobs
+from .slot_cells import SlotCells
 from .slots import Slot, SlotTable, common_prefix
 from .states import SequenceStates
 
 if TYPE_CHECKING:
     from .engine import LlamaCppEngine
 
-log = logging.getLogger("parley.llamacpp")
 
 NO_KV_ROOM = 1  # llama_decode's "could not find a KV slot": the cache is full; memory is left unchanged
 
@@ -88,7 +87,8 @@ class BatchScheduler:
         self.slots = SlotTable(n_slots)
         self._store = store
         # with a store, the context has one sequence more than slots: the scratch one of snapshots
-        self._states = SequenceStates(ctx, scratch=n_slots if store is not None else None)
+        states = SequenceStates(ctx, scratch=n_slots if store is not None else None)
+        self._cells = SlotCells(ctx, self.slots, states, engine.n_ctx)
         self._reader = ThreadPoolExecutor(1, "parley-prefix-read") if store is not None else None
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()
@@ -201,27 +201,9 @@ class BatchScheduler:
             return
         placement = self.slots.place(request.prompt)
         assert placement is not None  # _take_waiting only takes what fits
-        slot, reuse = placement.slot, placement.reuse
-        memory = self._ctx.memory
         restored = request.restore.result() if request.restore is not None else None
         request.restore = None
-        from_disk = restored is not None and restored.usable > reuse
-        if from_disk or placement.copy_from is not None:
-            slot.parked = None  # its own state is not what this prompt continues
-        if placement.copy_from is not None and not from_disk:
-            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
-            llama_cpp.llama_memory_seq_cp(memory, placement.copy_from.seq_id, slot.seq_id, 0, reuse)
-            slot.tokens = placement.copy_from.tokens[:reuse]
-        self._park_idle(besides=slot)
-        if slot.parked is not None and not self._unpark(slot):
-            reuse = 0
-        if from_disk:
-            reuse = restored.usable if self._restore(slot, restored) else 0  # type: ignore[union-attr]
-        elif placement.copy_from is not None:
-            pass
-        elif not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, reuse, -1):
-            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)  # cannot cut mid-sequence: start over
-            reuse = 0
+        slot, reuse = placement.slot, self._cells.claim(placement, restored)
         del slot.tokens[reuse:]
         slot.busy = True
         slot.touch()
@@ -229,53 +211,11 @@ class BatchScheduler:
         self._active.append(request)
         self._outgoing.append((request.sink, Started(cached_tokens=reuse)))
 
-    def _park_idle(self, besides: Slot) -> None:
-        """Copy the idle slots' KV states to host memory and free their cells, so that the steps to come
-        walk only the cells of running sequences; keep at most a context's worth of parked tokens."""
-        for slot in self.slots.to_park():
-            if slot is besides:
-                continue
-            slot.parked = self._states.whole(slot.seq_id)
-            if slot.parked is None:
-                slot.tokens.clear()
-            llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
-        for slot in self.slots.parked_over(self._engine.n_ctx):
-            slot.parked = None
-            slot.tokens.clear()
-
-    def _unpark(self, slot: Slot) -> bool:
-        """Load a parked slot's state back into its cells; False (and the slot emptied) when it did not fit."""
-        state, slot.parked = slot.parked, None
-        llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
-        if self._states.restore(slot.seq_id, state):  # type: ignore[arg-type]
-            return True
-        llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, 0, -1)
-        slot.tokens.clear()
-        return False
-
-    def _restore(self, slot: Slot, restored: Restored) -> bool:
-        """Load a stored prefix into `slot`, making room by emptying idle slots as needed."""
-        started = time.monotonic()
-        memory = self._ctx.memory
-        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
-        slot.tokens.clear()
-        while not self._states.restore(slot.seq_id, restored.state):  # type: ignore[union-attr]
-            victim = self.slots.evictable()
-            if victim is None:
-                llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, 0, -1)
-                return False
-            llama_cpp.llama_memory_seq_rm(memory, victim.seq_id, 0, -1)
-            victim.tokens.clear()
-        llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, restored.usable, -1)
-        slot.tokens = restored.tokens[: restored.usable]
-        log.info("prompt cache: restored %d tokens from disk in %.2f s", restored.usable, time.monotonic() - started)
-        return True
-
     def _store_prefix(self, request: Request) -> None:
         """Hand the prompt's long prefix to the store (it writes on its own thread)."""
         n = self._store.worth_saving(request.prompt)  # type: ignore[union-attr]
         if n:
-            state = self._states.snapshot(request.slot.seq_id, n)  # type: ignore[union-attr]
+            state = self._cells.snapshot(request.slot, n)  # type: ignore[arg-type]
             if state is not None:
                 self._store.save(request.prompt[:n], state)  # type: ignore[union-attr]
 
@@ -346,10 +286,7 @@ class BatchScheduler:
                 self._time_step(time.perf_counter() - started)
                 break
             if rc == NO_KV_ROOM:
-                victim = self.slots.evictable()
-                if victim is not None:  # the bound of the prefix cache: drop the least recently used
-                    llama_cpp.llama_memory_seq_rm(self._ctx.memory, victim.seq_id, 0, -1)
-                    victim.tokens.clear()
+                if self._cells.evict_one():  # the bound of the prefix cache: drop the least recently used
                     continue
                 newest = self._active[-1]
                 self._finish(newest, EngineError("the context is full: too many tokens in flight at once"))

@@ -74,7 +74,7 @@ class SlotTable:
 
     def evictable(self) -> Slot | None:
         """The least recently used idle slot that still holds cells."""
-        idle = [s for s in self.slots if not s.busy and s.tokens and s.parked is None]
+        idle = self.to_park()
         return min(idle, key=lambda s: s.last_used) if idle else None
 
     def to_park(self) -> list[Slot]:
