@@ -99,7 +99,8 @@ def valid_call(call: dict) -> bool:
 
 def main(wanted: list[str]) -> int:
     from parley.engines.vllm import VllmEngine
-    from parley.grammar.json_output import json_output_grammar
+    from parley.core.params import GrammarConstraint
+    from parley.grammar.json_output import loose_gbnf
     from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
     from parley.parsers.infer import infer_tool_format
 
@@ -183,7 +184,7 @@ def main(wanted: list[str]) -> int:
         if "json" in wanted:
             schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
                       "required": ["name", "age"], "additionalProperties": False}
-            grammar = json_output_grammar(schema)
+            grammar = GrammarConstraint(loose_gbnf(schema, "schema"))
             prompt = render(engine, "Give a JSON object describing a person named Ann aged 31.")
             r = run(engine, prompt, SamplingParams(max_tokens=60, grammar=grammar, **greedy))
             text = r.text(engine)

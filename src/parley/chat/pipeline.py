@@ -25,12 +25,13 @@ from ..core.events import (
 )
 from ..core.messages import Conversation
 from ..core.params import GrammarConstraint, SamplingParams
+from ..core.request import ChatRequest, OutputFormat
 from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
 from ..engines.base import Engine, Sampled, Started
 from ..engines.features import fit_to_engine
 from ..engines.runner import Admission, EngineRunner
 from ..errors import InvalidRequestError
-from ..grammar.json_output import after_reasoning
+from ..grammar.json_output import after_reasoning, answer_gbnf
 from ..parsers.think import ThinkParser
 from .answer_schema import with_answer_schema
 from .call_check import CallChecker
@@ -46,7 +47,12 @@ class RenderPlan:
 
     tools: ToolPlan
     thinking: Thinking
-    answer_schema: dict[str, Any] | None = None  # structured output: the answer is JSON of this schema
+    output: OutputFormat = OutputFormat()
+
+    @classmethod
+    def of(cls, request: ChatRequest, template_source: str, grammar_in_auto: bool = True) -> RenderPlan:
+        tools = ToolPlan(request.conversation.tools, request.tool_choice, template_source, grammar_in_auto)
+        return cls(tools, request.thinking, request.output)
 
     @property
     def reasons(self) -> bool:
@@ -58,8 +64,8 @@ class RenderPlan:
             conversation = dataclasses.replace(conversation, tools=[])
         if not template_supports_tools(self.tools.template_source):
             conversation = with_tools_in_text(conversation)
-        if self.answer_schema is not None:
-            conversation = with_answer_schema(conversation, self.answer_schema)
+        if (schema := self.output.answer_schema) is not None:
+            conversation = with_answer_schema(conversation, schema)
         return conversation
 
     def template_vars(self) -> dict[str, Any]:
@@ -88,6 +94,7 @@ class PreparedChat:
 
     prompt_tokens: list[int]
     params: SamplingParams
+    engine: Engine
     admission: Admission
     plan: RenderPlan
     thinking_opened: bool  # the prompt ends inside an open `<think>`
@@ -104,22 +111,23 @@ class PreparedChat:
         self.admission.release()
 
 
-async def prepare_chat(runner: EngineRunner, conversation: Conversation, params: SamplingParams,
-                       choice: ToolChoice | None = None, thinking: Thinking | None = None,
-                       grammar_in_auto: bool = True, output_grammar: GrammarConstraint | None = None,
-                       answer_schema: dict[str, Any] | None = None) -> PreparedChat:
-    """`output_grammar` constrains a whole answer (OpenAI's response_format) when no tool grammar applies;
-    `answer_schema` (a checked strict schema) is told to the model and enforced, after any reasoning."""
+async def prepare_chat(runner: EngineRunner, request: ChatRequest, grammar_in_auto: bool = True) -> PreparedChat:
+    """Render, measure and constrain one request; raises a ParleyError for anything refused before a
+    response starts."""
     engine = runner.engine
-    tools = ToolPlan(conversation.tools, choice or ToolChoice(), engine.chat_template.source, grammar_in_auto)
-    plan = RenderPlan(tools, thinking or Thinking(), answer_schema)
-    text, prompt = await render_prompt(runner, conversation, plan)
+    plan = RenderPlan.of(request, engine.chat_template.source, grammar_in_auto)
+    text, prompt = await render_prompt(runner, request.conversation, plan)
     limit = engine.n_ctx
     if len(prompt) >= limit:
         raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
-    # Big tool sets take milliseconds to convert.
-    grammar = await asyncio.to_thread(tools.grammar, answer_schema) or output_grammar
-    if grammar is not None and answer_schema is not None and plan.reasons and starts_in_reasoning(text):
+
+    def constraint() -> GrammarConstraint | None:  # big tool sets take milliseconds to convert
+        return plan.tools.grammar(answer_gbnf(request.output))
+
+    grammar = await asyncio.to_thread(constraint)
+    params = request.params
+    opened = plan.reasons and starts_in_reasoning(text)
+    if grammar is not None and request.output.answer_schema is not None and opened:
         grammar = after_reasoning(grammar, CLOSE)  # the reasoning stays free; the answer is held
     if grammar is not None:
         params = dataclasses.replace(params, grammar=grammar)
@@ -127,7 +135,7 @@ async def prepare_chat(runner: EngineRunner, conversation: Conversation, params:
         params = dataclasses.replace(params, reasoning_budget=budget_for(plan.thinking, text, params.max_tokens))
     params = fit_to_engine(engine.features, params, runner.engine_name or "this")
     await asyncio.to_thread(engine.check, prompt, params)
-    return PreparedChat(prompt, params, runner.admit(), plan, plan.reasons and starts_in_reasoning(text))
+    return PreparedChat(prompt, params, engine, runner.admit(), plan, opened)
 
 
 class _OutputParsers:
@@ -181,7 +189,7 @@ def _token_logprobs(engine: Engine, item: Sampled) -> TokenLogprobs:
 
 
 async def _generate(chat: PreparedChat) -> AsyncIterator[Event]:
-    engine = chat.admission._runner.engine
+    engine = chat.engine
     utf8 = Utf8Stream()
     stops = StopMatcher(chat.params.stop)
     parsers = _OutputParsers(chat)

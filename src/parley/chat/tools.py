@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
-
 from ..core.messages import ToolSpec
 from ..core.params import GrammarConstraint
 from ..core.tools import ToolChoice
-from ..grammar.json_output import strict_gbnf
 from ..grammar.tool_grammar import answer_or_calls_grammar, forced_grammar, lazy_grammar
 from ..parsers.infer import OutputParser, infer_tool_format
+
+
+def _held(tool: ToolSpec) -> bool:
+    """A tool whose input is grammar-enforced even with `tool_grammar` off: strict, or a grammar's text."""
+    return tool.strict or tool.input_grammar is not None
+
+
+def _any_object(tool: ToolSpec) -> ToolSpec:
+    return tool if tool.custom else dataclasses.replace(tool, input_schema={"type": "object"})
 
 
 @dataclass(frozen=True)
@@ -34,20 +41,19 @@ class ToolPlan:
         (the others then take any object); None when nothing is to be held."""
         if self.grammar_in_auto:
             return self.tools
-        if not any(t.strict for t in self.tools):
+        if not any(_held(t) for t in self.tools):
             return None
-        return [t if t.strict else ToolSpec(t.name, t.description, {"type": "object"}) for t in self.tools]
+        return [t if _held(t) else _any_object(t) for t in self.tools]
 
-    def grammar(self, answer_schema: dict[str, Any] | None = None) -> GrammarConstraint | None:
-        """`answer_schema` (structured output, already checked): a text answer must be JSON valid against it."""
+    def grammar(self, answer: str | None = None) -> GrammarConstraint | None:
+        """`answer` (structured output): the GBNF a text answer must match, beside any calls."""
         fmt = infer_tool_format(self.template_source)
         if self.active and self.choice.kind in ("any", "tool"):
             return forced_grammar(self._callable(), fmt.native, self.choice.parallel)
-        if answer_schema is not None:
-            answer = strict_gbnf(answer_schema, "output_config.format.schema")
+        if answer is not None:
             if not self.active:
                 return GrammarConstraint(answer)
-            tools = self._constrained() or [ToolSpec(t.name, t.description, {"type": "object"}) for t in self.tools]
+            tools = self._constrained() or [_any_object(t) for t in self.tools]
             return answer_or_calls_grammar(tools, fmt.syntaxes, self.choice.parallel, answer)
         constrained = self._constrained() if self.active else None
         return lazy_grammar(constrained, fmt.syntaxes, self.choice.parallel) if constrained else None

@@ -8,12 +8,21 @@ from typing import Any, Literal
 Role = Literal["system", "user", "assistant", "tool"]
 
 
+# The arguments of a custom (free-text) tool, as the model writes them: one string.
+TEXT_INPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"input": {"type": "string"}},
+                                     "required": ["input"], "additionalProperties": False}
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
     description: str
     input_schema: dict[str, Any]
     strict: bool = False  # its input is grammar-enforced even when calls in general are not
+    # A custom tool takes free text: the model writes it as `{"input": "..."}` (TEXT_INPUT_SCHEMA), and
+    # `input_grammar` (GBNF whose `root` is the text as the inside of a JSON string) constrains it.
+    custom: bool = False
+    input_grammar: str | None = None
 
 
 @dataclass(frozen=True)

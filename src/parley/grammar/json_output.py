@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from ..core.params import GrammarConstraint
+from ..core.request import OutputFormat
 from ..errors import InvalidRequestError
 from .converter import SPACE, schema_to_gbnf
 from .limits import grammar_problem
@@ -16,17 +17,26 @@ from .strict_schema import closed_objects, strict_schema_problems
 log = logging.getLogger(__name__)
 
 
-def json_output_grammar(schema: dict[str, Any]) -> GrammarConstraint | None:
-    """OpenAI's `response_format`: None when the grammar would be unsafe to compile (limits.py): the answer is
-    then unconstrained."""
+def loose_gbnf(schema: dict[str, Any], where: str) -> str | None:
+    """A non-strict schema's grammar: None when it would be unsafe to compile (limits.py): the answer is
+    then unconstrained, and that is logged."""
     try:
         gbnf = schema_to_gbnf(schema)
     except Exception as exc:  # the converter asserts on schema features it does not know
-        raise InvalidRequestError(f"response_format: schema not supported for constrained output: {exc}") from exc
+        raise InvalidRequestError(f"{where}: schema not supported for constrained output: {exc}") from exc
     if (problem := grammar_problem(gbnf)) is not None:
-        log.warning("response_format: output not constrained by grammar: %s", problem)
+        log.warning("%s: output not constrained by grammar: %s", where, problem)
         return None
-    return GrammarConstraint(gbnf)
+    return gbnf
+
+
+def answer_gbnf(output: OutputFormat) -> str | None:
+    """The grammar of the answer `output` asks for, under its policy; None for free text (or, loosened, a
+    schema too large to hold)."""
+    schema = output.answer_schema
+    if schema is None:
+        return None
+    return strict_gbnf(schema, output.where) if output.policy == "reject" else loose_gbnf(schema, output.where)
 
 
 def check_strict_schema(schema: dict[str, Any], where: str) -> dict[str, Any]:

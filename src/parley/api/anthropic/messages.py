@@ -4,6 +4,7 @@ worker both start their messages here, so a batch request runs (and fails) exact
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from .context_edits import apply_edits
 from .prompt_cache import Breakpoints, cache_marks, locate
 from .protocol import MessagesRequest
 from .rendering import RequestRenderer
-from .translate import new_message_id, to_answer_schema, to_conversation, to_sampling, to_thinking, to_tool_choice
+from .translate import new_message_id, to_conversation, to_request, to_sampling
 
 
 @dataclass
@@ -34,22 +35,20 @@ async def prepare_message(body: MessagesRequest, state: Any) -> MessageCall:
     signer = state.signer
     conversation = await asyncio.to_thread(to_conversation, body, signer)  # a PDF's text takes a while
     marks = cache_marks(body)  # breakpoints the API refuses are a 400 before the model loads
-    choice = to_tool_choice(body, conversation.tools)
-    params = to_sampling(body)
+    request = to_request(body, conversation, to_sampling(body), body.max_tokens)
     runner = await state.registry.runner(body.model)
-    thinking = to_thinking(body, body.max_tokens)
-    renderer = RequestRenderer(runner, body, signer, conversation)  # measures variants of this request
+    renderer = RequestRenderer(runner, signer, request)  # measures variants of this request
     context_management = None
     if body.context_management is not None:  # edited before rendering, as the API edits
-        edited = await asyncio.to_thread(apply_edits, body, renderer.count, thinking.enabled)
+        edited = await asyncio.to_thread(apply_edits, body, renderer.count, request.thinking.enabled)
         if edited.applied_edits:
             body = edited.request  # type: ignore[assignment]
             conversation = await asyncio.to_thread(to_conversation, body, signer)
+            request = dataclasses.replace(request, conversation=conversation)
             marks = cache_marks(body)  # cleared thinking blocks moved the others
         context_management = {"applied_edits": edited.applied_edits}
-    chat = await prepare_chat(runner, conversation, params, choice, thinking, state.settings.tool_grammar,
-                              answer_schema=to_answer_schema(body))
-    blocks = BlockAssembler(signer, omit_thinking=thinking.display == "omitted")
+    chat = await prepare_chat(runner, request, state.settings.tool_grammar)
+    blocks = BlockAssembler(signer, omit_thinking=request.thinking.display == "omitted")
     cache = await asyncio.to_thread(locate, marks, body, renderer.text, renderer.tokenize,
                                     chat.prompt_tokens) if marks else None
     return MessageCall(chat, new_message_id(), body.model, blocks, cache, context_management)

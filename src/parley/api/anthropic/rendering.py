@@ -5,26 +5,23 @@ breakpoints (where each falls in the token prompt)."""
 from __future__ import annotations
 
 from ...chat.pipeline import RenderPlan, render_text
-from ...chat.tools import ToolPlan
 from ...core.messages import Conversation
+from ...core.request import ChatRequest
 from ...engines.runner import EngineRunner
 from .protocol import _ConversationRequest
 from .signatures import ThinkingSigner
-from .translate import to_answer_schema, to_conversation, to_thinking, to_tool_choice
+from .translate import to_conversation
 
 
 class RequestRenderer:
     """Per request. Variants of the request (edited messages, a cache mark) render with the same plan: tools,
     tool choice, thinking and output format do not change between them. Blocking: call off the event loop."""
 
-    def __init__(self, runner: EngineRunner, body: _ConversationRequest, signer: ThinkingSigner | None,
-                 conversation: Conversation) -> None:
+    def __init__(self, runner: EngineRunner, signer: ThinkingSigner | None, request: ChatRequest) -> None:
         self._engine = runner.engine
         self._signer = signer
-        self.thinking = to_thinking(body, None)
-        tools = ToolPlan(conversation.tools, to_tool_choice(body, conversation.tools),
-                         self._engine.chat_template.source)
-        self._plan = RenderPlan(tools, self.thinking, to_answer_schema(body))
+        self.thinking = request.thinking
+        self._plan = RenderPlan.of(request, self._engine.chat_template.source)
 
     def text(self, req: _ConversationRequest, conversation: Conversation | None = None) -> str:
         # `req` is the request as checked, or a variant of it (edited, or with a cache mark).

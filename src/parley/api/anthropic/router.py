@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ...core.params import SamplingParams
 from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .context_edits import apply_edits
 from .messages import prepare_message
@@ -15,7 +16,7 @@ from .prompt_cache import cache_marks
 from .protocol import CountTokensRequest, MessagesRequest
 from .rendering import RequestRenderer
 from .stream import collect_message, sse_message
-from .translate import to_conversation
+from .translate import to_conversation, to_request
 
 router = APIRouter()
 
@@ -42,7 +43,9 @@ async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, 
     conversation = await asyncio.to_thread(to_conversation, body, state.signer)
     cache_marks(body)  # validated as /v1/messages validates them
     runner = await state.registry.runner(body.model)
-    renderer = RequestRenderer(runner, body, state.signer, conversation)
+    # count_tokens samples nothing: the request's params only shape the plan, not the prompt
+    request = to_request(body, conversation, SamplingParams(max_tokens=1), None)
+    renderer = RequestRenderer(runner, state.signer, request)
     original = await asyncio.to_thread(renderer.count, body, conversation)
     if body.context_management is None:
         return {"input_tokens": original}

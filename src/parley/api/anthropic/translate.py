@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from ...core.events import Finish
 from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
 from ...core.params import SamplingParams
+from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
+from ...chat.validate import function_tool, output_format, unique_names
 from ...errors import InvalidRequestError
-from ...grammar.json_output import check_strict_schema, strict_gbnf
 from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
 from .prompt_cache import Breakpoints
 from .protocol import (
@@ -32,9 +29,6 @@ from .protocol import (
 )
 from .signatures import ThinkingSigner
 from .tool_pairs import check_tool_pairs
-
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
-
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
@@ -103,50 +97,12 @@ def _merged(messages: list[MessageParam], signer: ThinkingSigner | None) -> list
     return merged
 
 
-MAX_SCHEMA_DEPTH = 32  # nesting of objects/arrays in one tool's input_schema
-
-
-def _depth(value: Any) -> int:
-    """How deeply JSON containers nest, counted without recursion (a hostile schema may be very deep)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return deepest
-
-
-def check_json_schema(schema: Any, where: str) -> None:
-    """A JSON Schema parley may compile: not too deep, and valid (else a 400)."""
-    if _depth(schema) > MAX_SCHEMA_DEPTH:
-        raise InvalidRequestError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels")
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise InvalidRequestError(f"{where}: invalid JSON Schema: {exc.message}") from exc
-
-
-def check_tool_schema(name: str, schema: dict[str, Any], where: str) -> None:
-    """A tool the model may be offered: a sane name and an object JSON Schema (else a 400)."""
-    if not TOOL_NAME.match(name):
-        raise InvalidRequestError(f"{where}.name: String should match pattern '{TOOL_NAME.pattern}'")
-    check_json_schema(schema, f"{where}.input_schema")
-    if schema.get("type") != "object":
-        raise InvalidRequestError(f"{where}.input_schema.type: Input should be 'object'")
-
-
 def _tool_spec(tool: ToolParam, where: str) -> ToolSpec | None:
     if tool.input_schema is None and tool.type not in (None, "custom"):
         return None  # an Anthropic server tool (web search, tool search, ...): not offered to the model
     if tool.input_schema is None:
         raise InvalidRequestError(f"{where}.input_schema: Field required")
-    check_tool_schema(tool.name, tool.input_schema, where)
-    if not tool.strict:
-        return ToolSpec(tool.name, tool.description or "", tool.input_schema)
-    schema = check_strict_schema(tool.input_schema, f"{where}.input_schema")
-    strict_gbnf(schema, f"{where}.input_schema")  # a 400 now, not an unenforced tool later
-    return ToolSpec(tool.name, tool.description or "", schema, strict=True)
+    return function_tool(tool.name, tool.description, tool.input_schema, bool(tool.strict), where)
 
 
 def _referenced_tools(req: _ConversationRequest) -> set[str]:
@@ -163,9 +119,7 @@ def _tools(req: _ConversationRequest) -> list[ToolSpec]:
     sends a placeholder this way, and its own ToolSearch tool answers with references."""
     tools = req.tools or []
     specs = [_tool_spec(t, f"tools.{i}") for i, t in enumerate(tools)]
-    names = [s.name for s in specs if s is not None]
-    if len(set(names)) != len(names):
-        raise InvalidRequestError("tools: Tool names must be unique.")
+    unique_names([s for s in specs if s is not None])
     loaded = _referenced_tools(req) if any(t.defer_loading for t in tools) else set()
     return [s for s, t in zip(specs, tools, strict=True)
             if s is not None and (not t.defer_loading or s.name in loaded)]
@@ -225,19 +179,24 @@ def to_conversation(req: _ConversationRequest, signer: ThinkingSigner | None = N
     return Conversation(messages=messages, system=system or None, tools=_tools(req))
 
 
-def to_answer_schema(req: _ConversationRequest) -> dict[str, Any] | None:
-    """Structured output (`output_config.format`, or the beta's `output_format`): the checked schema the
-    answer must match, objects closed; None without one."""
+def to_output_format(req: _ConversationRequest) -> OutputFormat:
+    """Structured output (`output_config.format`, or the beta's `output_format`): always strict."""
     config = req.output_config.format if req.output_config else None
     if config is not None and req.output_format is not None:
         raise InvalidRequestError("Both output_format and output_config.format were provided. "
                                   "Please use only output_config.format (output_format is deprecated).")
-    where = "output_config.format.schema" if config is not None else "output_format.schema"
     fmt = config or req.output_format
     if fmt is None:
-        return None
-    check_json_schema(fmt.schema_, where)
-    return check_strict_schema(fmt.schema_, where)
+        return OutputFormat()
+    where = "output_config.format.schema" if config is not None else "output_format.schema"
+    return output_format("json_schema", fmt.schema_, True, where)
+
+
+def to_request(req: _ConversationRequest, conversation: Conversation, params: SamplingParams,
+               max_tokens: int | None) -> ChatRequest:
+    """The neutral request, around a conversation already translated (and verified) from `req`."""
+    return ChatRequest(conversation, params, to_tool_choice(req, conversation.tools), to_thinking(req, max_tokens),
+                       to_output_format(req))
 
 
 def to_thinking(req: _ConversationRequest, max_tokens: int | None) -> Thinking:

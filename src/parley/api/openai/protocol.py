@@ -42,6 +42,7 @@ class FunctionDef(_Wire):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
+    strict: bool | None = None
 
 
 class ToolParam(_Wire):

@@ -11,14 +11,7 @@ from ...chat.pipeline import prepare_chat
 from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .protocol import ChatCompletionRequest
 from .stream import collect_completion, sse_completion
-from .translate import (
-    new_completion_id,
-    to_conversation,
-    to_output_grammar,
-    to_sampling,
-    to_thinking,
-    to_tool_choice,
-)
+from .translate import new_completion_id, to_request
 
 router = APIRouter()
 
@@ -26,14 +19,9 @@ router = APIRouter()
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
     guard = request_guard(request)
-    conversation = to_conversation(body)
-    choice = to_tool_choice(body, conversation.tools)
-    output_grammar = to_output_grammar(body)
     runner = await request.app.state.registry.runner(body.model)
-    params = to_sampling(body, default_max_tokens=runner.engine.n_ctx)
     settings = request.app.state.settings
-    chat = await prepare_chat(runner, conversation, params, choice, to_thinking(body), settings.tool_grammar,
-                              output_grammar)
+    chat = await prepare_chat(runner, to_request(body, runner.engine.n_ctx), settings.tool_grammar)
     completion_id = new_completion_id()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

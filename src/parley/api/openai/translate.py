@@ -6,12 +6,12 @@ import json
 import secrets
 
 from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
-from ...core.params import GrammarConstraint, SamplingParams
+from ...core.params import SamplingParams
+from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
+from ...chat.validate import function_tool, output_format, unique_names
 from ...errors import InvalidRequestError
-from ...grammar.json_output import json_output_grammar
-from ..anthropic.translate import check_tool_schema
 from .protocol import ChatCompletionRequest, ChatMessageParam, ContentPart
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
@@ -75,8 +75,9 @@ def to_conversation(req: ChatCompletionRequest) -> Conversation:
     tools = []
     for i, tool in enumerate(req.tools or []):
         schema = tool.function.parameters or {"type": "object", "properties": {}}
-        check_tool_schema(tool.function.name, schema, f"tools.{i}.function")
-        tools.append(ToolSpec(tool.function.name, tool.function.description or "", schema))
+        tools.append(function_tool(tool.function.name, tool.function.description, schema,
+                                   bool(tool.function.strict), f"tools.{i}.function", "parameters"))
+    unique_names(tools)
     return Conversation(messages=messages, system="\n\n".join(system) or None, tools=tools)
 
 
@@ -119,12 +120,17 @@ def to_sampling(req: ChatCompletionRequest, default_max_tokens: int) -> Sampling
     )
 
 
-def to_output_grammar(req: ChatCompletionRequest) -> GrammarConstraint | None:
+def to_output_format(req: ChatCompletionRequest) -> OutputFormat:
     fmt = req.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return json_output_grammar({"type": "object"})
-    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-        raise InvalidRequestError("response_format.json_schema.schema: Field required")
-    return json_output_grammar(fmt.json_schema.schema_)
+    if fmt is None or fmt.type != "json_schema":
+        return OutputFormat("json_object" if fmt is not None and fmt.type == "json_object" else "text")
+    if fmt.json_schema is None:
+        raise InvalidRequestError("response_format.json_schema: Field required")
+    return output_format("json_schema", fmt.json_schema.schema_, bool(fmt.json_schema.strict),
+                         "response_format.json_schema.schema")
+
+
+def to_request(req: ChatCompletionRequest, default_max_tokens: int) -> ChatRequest:
+    conversation = to_conversation(req)
+    return ChatRequest(conversation, to_sampling(req, default_max_tokens), to_tool_choice(req, conversation.tools),
+                       to_thinking(req), to_output_format(req))
