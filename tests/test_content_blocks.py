@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from conftest import QWEN, SMOL
-from parley.api.anthropic.documents import IMAGE_NOTE
+from parley.api.attachments import IMAGE_NOTE
 
 GREEDY = {"temperature": 0}
 # A template that refuses a system turn after the first message, as Mistral's and Llama 2's do.

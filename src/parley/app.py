@@ -18,7 +18,7 @@ from . import __version__
 from .api.anthropic.batch_worker import BatchWorker
 from .api.anthropic.batches import router as batches_router
 from .api.anthropic.router import router as anthropic_router
-from .api.anthropic.signatures import ThinkingSigner, load_or_create_key
+from .api.signatures import ThinkingSigner, load_or_create_key
 from .api.auth import ApiKeyMiddleware
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware

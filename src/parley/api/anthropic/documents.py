@@ -5,14 +5,10 @@ attaches."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import io
-import logging
 from typing import Any
 
 from ...errors import InvalidRequestError
+from ..attachments import image_note, pdf_text
 from .protocol import (
     Base64PDFSource,
     ContentBlockSource,
@@ -24,9 +20,6 @@ from .protocol import (
     ToolReferenceBlockParam,
 )
 
-logger = logging.getLogger(__name__)
-
-IMAGE_NOTE = "[image omitted: this model cannot see images]"
 TEXT_BLOCKS = (TextBlockParam, ImageBlockParam, DocumentBlockParam, SearchResultBlockParam, ToolReferenceBlockParam)
 
 
@@ -39,8 +32,7 @@ def block_text(block: Any, where: str) -> str:
     if isinstance(block, TextBlockParam):
         return block.text
     if isinstance(block, ImageBlockParam):
-        _note_images_omitted()
-        return IMAGE_NOTE
+        return image_note()
     if isinstance(block, DocumentBlockParam):
         return _document(block, f"{where}.document")
     if isinstance(block, SearchResultBlockParam):
@@ -54,13 +46,6 @@ def block_text(block: Any, where: str) -> str:
 
 def joined_text(blocks: list[Any], where: str) -> str:
     return "\n\n".join(block_text(block, f"{where}.{i}") for i, block in enumerate(blocks))
-
-
-@functools.cache
-def _note_images_omitted() -> None:
-    """Once per process: the server log says why a client's images do not reach the model."""
-    logger.warning("Images in requests are replaced by the note %r: the models served here read text only.",
-                   IMAGE_NOTE)
 
 
 def _document(block: DocumentBlockParam, where: str) -> str:
@@ -78,20 +63,3 @@ def _document(block: DocumentBlockParam, where: str) -> str:
     head = "".join(f"<{key}>{value}</{key}>\n" for key, value in (("title", block.title), ("context", block.context))
                    if value)
     return f"<document>\n{head}<content>\n{body}\n</content>\n</document>"
-
-
-def pdf_text(data: str, where: str) -> str:
-    """A base64 PDF's text, page by page; a PDF that cannot be read is a 400 naming `where`."""
-    from pypdf import PdfReader  # imported on first use: most requests carry no PDF
-
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequestError(f"{where}: not valid base64 ({exc})") from None
-    try:
-        reader = PdfReader(io.BytesIO(raw))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except Exception as exc:  # pypdf raises many types on a damaged file (PdfReadError, KeyError, ...)
-        raise InvalidRequestError(f"{where}: not a readable PDF ({exc})") from None
-    text = "\n\n".join(f"[page {n}]\n{page.strip()}" for n, page in enumerate(pages, 1) if page.strip())
-    return text or f"[a PDF of {len(pages)} page(s) without extractable text; it may hold only images]"

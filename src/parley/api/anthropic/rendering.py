@@ -9,7 +9,7 @@ from ...core.messages import Conversation
 from ...core.request import ChatRequest
 from ...engines.runner import EngineRunner
 from .protocol import _ConversationRequest
-from .signatures import ThinkingSigner
+from ..signatures import ThinkingSigner
 from .translate import to_conversation
 
 

@@ -27,7 +27,7 @@ from .protocol import (
     ToolUseBlockParam,
     _ConversationRequest,
 )
-from .signatures import ThinkingSigner
+from ..signatures import ThinkingSigner
 from .tool_pairs import check_tool_pairs
 
 def new_message_id() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ...errors import InvalidRequestError
+from ..errors import InvalidRequestError
 
 MAC_PREFIX, SEALED_PREFIX = "ps1.", "pe1."
 
