@@ -18,13 +18,15 @@ from . import __version__
 from .api.anthropic.batch_worker import BatchWorker
 from .api.anthropic.batches import router as batches_router
 from .api.anthropic.router import router as anthropic_router
-from .api.signatures import ThinkingSigner, load_or_create_key
 from .api.auth import ApiKeyMiddleware
 from .api.errors import install_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .api.models import router as models_router
 from .api.openai.router import router as openai_router
 from .api.playground import router as playground_router
+from .api.responses.router import router as responses_router
+from .api.responses.store import ResponseStore
+from .api.signatures import ThinkingSigner, load_or_create_key
 from .batches.store import BatchStore
 from .metrics import Metrics
 from .models.registry import ModelRegistry
@@ -47,6 +49,16 @@ def _start_batches(app: FastAPI, settings: Settings) -> BatchWorker | None:
     return worker
 
 
+def _open_response_store(app: FastAPI, settings: Settings) -> None:
+    """Stored responses share the batches' database; without a usable data dir, `store` is refused."""
+    try:
+        app.state.response_store = ResponseStore(settings.data_dir, settings.response_retention_days,
+                                                 int(settings.response_store_size))
+    except (OSError, sqlite3.Error):
+        log.exception("stored responses are off: cannot open the data directory %s", settings.data_dir)
+        app.state.response_store = None
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
@@ -63,7 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.preload:
             await registry.runner(settings.default_model)
         worker = _start_batches(app, settings)
+        _open_response_store(app, settings)
         yield
+        tasks = list(app.state.response_tasks.values())
+        for task in tasks:  # background responses end as cancelled
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if app.state.response_store is not None:
+            app.state.response_store.close()
         if worker is not None:
             await worker.stop()  # running batch requests stay pending, to run after the restart
             app.state.batch_store.close()
@@ -73,6 +93,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.metrics = metrics
+    app.state.response_store = None  # opened at start-up
+    app.state.response_tasks = {}  # background responses running, by id
     app.state.stopping = asyncio.Event()  # set when a shutdown's grace period is over: streams end
     key = load_or_create_key(settings.signing_key, settings.cache_dir / "signing.key")
     app.state.signer = ThinkingSigner(key)
@@ -93,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(batches_router, prefix="/anthropic")
     app.include_router(openai_router)
     app.include_router(openai_router, prefix="/openai")
+    app.include_router(responses_router)
+    app.include_router(responses_router, prefix="/openai")
     app.include_router(playground_router)  # the web playground, at / and /playground
 
     @app.get("/health")

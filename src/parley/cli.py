@@ -14,7 +14,7 @@ from .engines.registry import ENGINE_CHOICES
 from .settings import Settings, api_keys
 
 CLIENT_COMMANDS = {
-    "launch": "start an agent (Claude Code) against parley",
+    "launch": "start an agent (Claude Code, Codex) against parley",
     "pull": "download a model into the Hugging Face cache",
     "chat": "chat with a running server in the terminal",
 }

@@ -19,6 +19,14 @@ class InvalidRequestError(ParleyError):
     error_type = "invalid_request_error"
 
 
+class PromptTooLongError(InvalidRequestError):
+    """The rendered prompt does not fit the model's context (a client may drop turns and try again)."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"prompt is too long: {tokens} tokens > {limit} maximum")
+        self.tokens, self.limit = tokens, limit
+
+
 class AuthenticationError(ParleyError):
     status_code = 401
     error_type = "authentication_error"

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, description="Largest accepted Message Batches create body (413 beyond), as the API.")
     batch_retention_days: float = Field(
         29.0, gt=0, description="Days a Message Batch and its results are kept after its creation.")
+    response_retention_days: float = Field(
+        30.0, gt=0, description="Days a stored Responses API response (store: true) is kept after its creation.")
+    response_store_size: ByteSize = Field(
+        ByteSize(1 << 30), description="Bound of the stored responses (e.g. 1GiB); the oldest go first beyond it.")
     ping_interval: float = Field(5.0, description="Seconds between SSE keep-alive pings on a silent stream.")
     preload: bool = Field(False, description="Load the default model at start-up.")
     config: Path | None = Field(None, description="TOML file with [aliases] and per-model [models.ID] settings.")

@@ -26,7 +26,7 @@ _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
 
 
 def is_openai_path(path: str) -> bool:
-    return path.startswith("/openai/") or path.endswith("/chat/completions")
+    return path.startswith(("/openai/", "/v1/responses")) or path.endswith("/chat/completions")
 
 
 def envelope(openai: bool, error_type: str, message: str) -> dict:

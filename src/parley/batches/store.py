@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DATABASE = "batches.sqlite3"  # also holds stored Responses (api/responses/store.py)
 EXPIRES_AFTER = 24 * 3600.0  # seconds from creation, as the API
 OUTCOMES = ("succeeded", "errored", "canceled", "expired")
 CANCELED = '{"type":"canceled"}'
@@ -78,7 +79,7 @@ class PendingRequest:
 class BatchStore:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / "batches.sqlite3"
+        self.path = data_dir / DATABASE
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")

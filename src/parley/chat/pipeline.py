@@ -30,7 +30,7 @@ from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, te
 from ..engines.base import Engine, Sampled, Started
 from ..engines.features import fit_to_engine
 from ..engines.runner import Admission, EngineRunner
-from ..errors import InvalidRequestError
+from ..errors import PromptTooLongError
 from ..grammar.json_output import after_reasoning, answer_gbnf
 from ..parsers.think import ThinkParser
 from .answer_schema import with_answer_schema
@@ -38,7 +38,7 @@ from .call_check import CallChecker
 from .decode import Utf8Stream
 from .stops import StopMatcher
 from .tool_fallback import template_supports_tools, with_tools_in_text
-from .tools import ToolChoice, ToolPlan
+from .tools import ToolPlan
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ async def prepare_chat(runner: EngineRunner, request: ChatRequest, grammar_in_au
     text, prompt = await render_prompt(runner, request.conversation, plan)
     limit = engine.n_ctx
     if len(prompt) >= limit:
-        raise InvalidRequestError(f"prompt is too long: {len(prompt)} tokens > {limit - 1} maximum")
+        raise PromptTooLongError(len(prompt), limit - 1)
 
     def constraint() -> GrammarConstraint | None:  # big tool sets take milliseconds to convert
         return plan.tools.grammar(answer_gbnf(request.output))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
 from ..core.messages import ToolSpec
 from ..core.params import GrammarConstraint
 from ..core.tools import ToolChoice

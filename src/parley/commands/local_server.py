@@ -1,8 +1,10 @@
-"""Finding a parley server for the client commands, or starting one in the background."""
+"""Finding a parley server for the client commands, or starting one in the background; the agents that
+`parley launch` runs against it, and where they are installed."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,56 @@ class Found:
     health: dict[str, Any]
     started_pid: int | None = None  # set when this command started the server
     log: Path | None = None
+
+
+@dataclass(frozen=True)
+class Agent:
+    """An agent `parley launch` runs: what it is called, how it is installed and found, and the size of its
+    first request (which the served context must hold)."""
+
+    name: str  # in messages: "Claude Code"
+    command: str  # its executable: "claude"
+    package: str  # its npm package, for the install hint
+    prompt_tokens: int  # its first request, counted by parley with the packaged Qwen's tokenizer
+    places: tuple[str, ...] = ()  # where its own installer puts it, under the home directory
+
+    def binary(self) -> Path | None:
+        """The agent on PATH, else in npm's global prefix, else where its own installer puts it."""
+        if found := shutil.which(self.command):
+            return Path(found)
+        places = [Path.home() / place for place in self.places]
+        if prefix := _npm_global_prefix():
+            places.insert(0, prefix / "bin" / self.command)
+        return next((p for p in places if p.is_file() and os.access(p, os.X_OK)), None)
+
+
+@dataclass
+class Target:
+    """The server an agent is launched against, and the model it will use there."""
+
+    server: Found
+    token: str | None  # the server's API key, if it needs one
+    model: str
+    info: dict[str, Any]  # the model's `GET /v1/models` entry
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def context(self) -> int:
+        """The context the model is served with (prompt and answer together), 0 when the server does not say."""
+        return int(self.info.get("max_input_tokens") or 0)
+
+
+def _npm_global_prefix() -> Path | None:
+    if (npm := shutil.which("npm")) is None:
+        return None
+    try:
+        prefix = subprocess.run([npm, "prefix", "-g"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return Path(prefix) if prefix else None
 
 
 def default_url(settings: Settings) -> str:

@@ -14,10 +14,10 @@ import logging
 import re
 from typing import Any
 
-from ..core.messages import ToolSpec
+from ..core.messages import TEXT_INPUT_SCHEMA, ToolSpec
 from ..core.params import GrammarConstraint
 from ..parsers.tool_calls import CallSyntax
-from .converter import schema_to_gbnf
+from .converter import SPACE, schema_to_gbnf
 from .limits import grammar_problem
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ def _hoist_defs(schema: Any, prefix: str, defs: dict[str, Any]) -> Any:
 def _enforceable(tool: ToolSpec) -> dict[str, Any]:
     """The tool's schema if its grammar is safe to use, else any object: a call is still forced, its input
     unchecked."""
+    if tool.custom:
+        return TEXT_INPUT_SCHEMA
     schema = tool.input_schema or {"type": "object"}
     try:
         problem = grammar_problem(schema_to_gbnf(schema))
@@ -77,8 +79,37 @@ SPACE_REGEX = r"[ \t\n\r]{0,20}"  # the grammar's `space` (converter.SPACE): tri
 
 
 def _call_rules(tools: list[ToolSpec]) -> str:
+    """The `call` rule: one call object of any of `tools`. A custom tool with an input grammar (text_grammar.py)
+    gets its own alternative, `{"name": ..., "arguments": {"input": "<text>"}}`, the text held by that grammar;
+    the other tools share one JSON Schema (a custom tool without a grammar takes any string: TEXT_INPUT_SCHEMA)."""
+    texts = [(i, t) for i, t in enumerate(tools) if t.custom and t.input_grammar]
+    others = [t for t in tools if not (t.custom and t.input_grammar)]
+    if not texts:
+        return _schema_call_rules(others, "call")
+    alternatives, parts = [], []
+    if others:
+        alternatives.append("schema-call")
+        parts.append(_schema_call_rules(others, "schema-call"))
+    else:
+        parts.append(f"space ::= {SPACE}")  # the converter's, which the wrappers use too
+    for i, tool in texts:
+        prefix = f"custom{i}-"  # the converter's names come from "root", properties and `t<i>_` defs: never this
+        alternatives.append(f"{prefix}call")
+        parts.append(f'{prefix}call ::= "{{" space "\\"name\\"" space ":" space {_json_literal(tool.name)} '
+                     f'"," space "\\"arguments\\"" space ":" space "{{" space "\\"input\\"" space ":" space '
+                     f'"\\"" {prefix}root "\\"" space "}}" space "}}" space')
+        parts.append(prefixed_rules(tool.input_grammar or "", prefix).strip())
+    return "\n".join([f"call ::= {' | '.join(alternatives)}", *parts])
+
+
+def _schema_call_rules(tools: list[ToolSpec], name: str) -> str:
     gbnf = schema_to_gbnf(call_schema(tools), prop_order=["name", "arguments"])
-    return re.sub(r"^root ::=", "call ::=", gbnf, flags=re.MULTILINE)
+    return re.sub(r"^root ::=", f"{name} ::=", gbnf, flags=re.MULTILINE)
+
+
+def _json_literal(text: str) -> str:
+    """The GBNF literal of `text` written as a JSON string."""
+    return '"' + json.dumps(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _literal(text: str) -> str:

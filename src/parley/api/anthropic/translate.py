@@ -5,14 +5,15 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from ...chat.validate import function_tool, output_format, unique_names
 from ...core.events import Finish
 from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
 from ...core.params import SamplingParams
 from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
-from ...chat.validate import function_tool, output_format, unique_names
 from ...errors import InvalidRequestError
+from ..signatures import ThinkingSigner
 from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
 from .prompt_cache import Breakpoints
 from .protocol import (
@@ -27,8 +28,8 @@ from .protocol import (
     ToolUseBlockParam,
     _ConversationRequest,
 )
-from ..signatures import ThinkingSigner
 from .tool_pairs import check_tool_pairs
+
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import secrets
 
+from ...chat.validate import function_tool, output_format, unique_names
 from ...core.messages import ChatMessage, Conversation, ToolCall, ToolSpec
 from ...core.params import SamplingParams
 from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
-from ...chat.validate import function_tool, output_format, unique_names
 from ...errors import InvalidRequestError
 from .protocol import ChatCompletionRequest, ChatMessageParam, ContentPart
 

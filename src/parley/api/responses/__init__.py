@@ -1,0 +1,1 @@
+"""The OpenAI Responses API (what Codex CLI speaks), on the same chat core."""
