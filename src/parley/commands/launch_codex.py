@@ -20,9 +20,10 @@ from .local_server import Agent, Target
 
 CODEX_PACKAGE = "@openai/codex"
 # Codex 0.171.0's first request (`codex exec`: developer instructions, skills, the environment context and
-# 9 tools, one of them a namespace of 6 more), counted by parley with Qwen2.5's tokenizer:
+# 9 tools, one of them a namespace of 6 more; the tools are 4,354 of the tokens), counted by parley with
+# Qwen2.5's tokenizer through POST /v1/responses/input_tokens:
 # bench/data/codex_first_request.json; tests/test_launch.py re-measures it.
-CODEX_PROMPT_TOKENS = 10_000
+CODEX_PROMPT_TOKENS = 8_590
 CODEX = Agent("Codex", "codex", CODEX_PACKAGE, CODEX_PROMPT_TOKENS)
 PROVIDER = "parley"
 TOKEN_VARIABLE = "PARLEY_CODEX_API_KEY"  # the provider's env_key: Codex sends it as `Authorization: Bearer`
