@@ -9,17 +9,15 @@ class, a flag or `\\w` means here what it means to `re.fullmatch` (Unicode `\\d 
 
 from __future__ import annotations
 
-import functools
 import re
 from re import _constants as sre_c  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any
 
 from ..errors import InvalidRequestError
+from .code_points import MAX_CHAR, Ranges, cased, category, complement, contains, matched, minus, normal
 from .limits import MAX_BYTES
 
-Ranges = tuple[tuple[int, int], ...]  # sorted, disjoint, not adjacent; inclusive code points
-MAX_CHAR = 0x10FFFF
 MAX_COUNT = 1000  # repetition bounds: above this a maximum is left unbounded, a minimum is refused
 _JSON_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
 _NOT_RAW: Ranges = ((0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C))  # characters JSON writes only as escapes
@@ -39,75 +37,6 @@ _CATEGORIES = {
 
 class Unsupported(Exception):
     """A pattern feature no grammar can hold; the caller turns it into a 400 naming where it was."""
-
-
-# -- code-point sets --------------------------------------------------------------------------------------
-def _normal(ranges: Any) -> Ranges:
-    out: list[list[int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], hi)
-        else:
-            out.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in out)
-
-
-def _complement(ranges: Ranges) -> Ranges:
-    out, start = [], 0
-    for lo, hi in ranges:
-        if lo > start:
-            out.append((start, lo - 1))
-        start = hi + 1
-    if start <= MAX_CHAR:
-        out.append((start, MAX_CHAR))
-    return tuple(out)
-
-
-def _minus(a: Ranges, b: Ranges) -> Ranges:
-    return _complement(_normal(_complement(a) + b))
-
-
-def _contains(ranges: Ranges, cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in ranges)
-
-
-def _runs(matches: Any) -> Ranges:
-    """The ranges of the matched spans of a string whose character i is code point i."""
-    return tuple((m.start(), m.end() - 1) for m in matches)
-
-
-@functools.cache
-def _every_char() -> str:
-    return "".join(map(chr, range(MAX_CHAR + 1)))  # surrogates too: the re module takes them
-
-
-@functools.cache
-def _category(letter: str, ascii_only: bool) -> Ranges:
-    """`\\d`, `\\s` or `\\w` exactly as the re module matches it (Unicode unless ASCII)."""
-    return _runs(re.finditer(rf"\{letter}+", _every_char(), re.ASCII if ascii_only else 0))
-
-
-@functools.cache
-def _cased() -> Ranges:
-    """Characters with another case: the only ones IGNORECASE can add to or take from a set."""
-    return _normal((i, i) for i, c in enumerate(_every_char()) if c.lower() != c or c.upper() != c)
-
-
-def _class_regex(ranges: Ranges, negate: bool) -> str:
-    body = "".join(f"\\U{lo:08X}" if lo == hi else f"\\U{lo:08X}-\\U{hi:08X}" for lo, hi in ranges)
-    return f"[{'^' if negate else ''}{body}]"
-
-
-def _matched(ranges: Ranges, negate: bool, flags: int) -> Ranges:
-    """The characters a class matches under `flags`: case-insensitive matching is asked of the re module
-    itself for every cased character, so its folding rules hold here too."""
-    base = _complement(ranges) if negate else ranges
-    if not flags & re.IGNORECASE:
-        return base
-    regex = re.compile(_class_regex(ranges, negate) if ranges else "[^\\s\\S]", flags & (re.I | re.A))
-    cased = _cased()
-    folded = (i for lo, hi in cased for i in range(lo, hi + 1) if regex.fullmatch(chr(i)))
-    return _normal(_minus(base, cased) + tuple((i, i) for i in folded))
 
 
 # -- GBNF text ----------------------------------------------------------------------------------------------
@@ -132,7 +61,7 @@ def _gbnf_class(ranges: Ranges) -> str:
     """A class of raw characters, written positively or negated, whichever is shorter."""
     def items(rs: Ranges) -> str:
         return "".join(_gbnf_char(lo) if lo == hi else f"{_gbnf_char(lo)}-{_gbnf_char(hi)}" for lo, hi in rs)
-    positive, negative = f"[{items(ranges)}]", f"[^{items(_complement(ranges))}]"
+    positive, negative = f"[{items(ranges)}]", f"[^{items(complement(ranges))}]"
     return positive if len(positive) <= len(negative) else negative
 
 
@@ -210,10 +139,10 @@ class TextGrammar:
         if ranges in self._sets:
             return self._sets[ranges]
         parts = []
-        if raw := _minus(ranges, _NOT_RAW):
+        if raw := minus(ranges, _NOT_RAW):
             parts.append(_gbnf_class(raw))
-        parts += [gbnf_literal(text) for cp, text in _JSON_ESCAPES.items() if _contains(ranges, cp)]
-        controls = [cp for cp in range(0x20) if cp not in _JSON_ESCAPES and _contains(ranges, cp)]
+        parts += [gbnf_literal(text) for cp, text in _JSON_ESCAPES.items() if contains(ranges, cp)]
+        controls = [cp for cp in range(0x20) if cp not in _JSON_ESCAPES and contains(ranges, cp)]
         if controls:
             parts.append(_unicode_escapes(controls))
         expr = parts[0] if len(parts) == 1 and is_atom(parts[0]) else self.add("c", " | ".join(parts))
@@ -239,7 +168,7 @@ class TextGrammar:
         for i, (op, av) in enumerate(items):
             # A control character's `\u00XX` takes hex digits in either case: it is a set, not a literal.
             if op is sre_c.LITERAL and (av >= 0x20 or av in _JSON_ESCAPES) and not (
-                    flags & re.IGNORECASE and _contains(_cased(), av)):
+                    flags & re.IGNORECASE and contains(cased(), av)):
                 literal += chr(av)  # consecutive characters make one literal
                 continue
             if literal:
@@ -258,11 +187,11 @@ class TextGrammar:
         if op in _REFUSED:
             raise Unsupported(f"{_REFUSED[op]} cannot be written as a grammar")
         if op is sre_c.LITERAL:
-            return self.chars(_matched(((av, av),), False, flags))
+            return self.chars(matched(((av, av),), False, flags))
         if op is sre_c.NOT_LITERAL:
-            return self.chars(_matched(((av, av),), True, flags))
+            return self.chars(matched(((av, av),), True, flags))
         if op is sre_c.ANY:
-            return self.chars(((0, MAX_CHAR),) if flags & re.DOTALL else _complement(((0x0A, 0x0A),)))
+            return self.chars(((0, MAX_CHAR),) if flags & re.DOTALL else complement(((0x0A, 0x0A),)))
         if op is sre_c.IN:
             return self.chars(self._class(av, flags))
         if op is sre_c.BRANCH:
@@ -287,11 +216,11 @@ class TextGrammar:
                 ranges.append(av)
             elif op is sre_c.CATEGORY and av in _CATEGORIES:
                 letter, negated = _CATEGORIES[av]
-                found = _category(letter, bool(flags & re.ASCII))
-                ranges += _complement(found) if negated else found
+                found = category(letter, bool(flags & re.ASCII))
+                ranges += complement(found) if negated else found
             else:
                 raise Unsupported(f"{str(av or op).lower()} in a character class is not supported")
-        return _matched(_normal(ranges), negate, flags)
+        return matched(normal(ranges), negate, flags)
 
 
 def regex_gbnf(pattern: str, where: str) -> str:
