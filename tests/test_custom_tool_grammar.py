@@ -396,3 +396,16 @@ def test_sampled_call_under_the_lazy_grammar(qwen, tools):
             check = re.fullmatch(CODE, value["input"]) if call["name"] == "code" else lark_accepts(
                 reference, value["input"])
             assert call["name"] in ("code", "robot") and check, call
+
+
+@pytest.mark.parametrize("syntax, definition", [("lark", APPLY_PATCH), ("regex", CODE), ("lark", NUMBERS),
+                                                ("regex", r"[^\n]*é.\w+")])
+def test_the_same_grammars_compile_in_llguidance(syntax, definition):
+    """MLX and vLLM apply the same GBNF through llguidance, whose reader takes fewer escapes than llama.cpp's
+    (`\\u0660` in a class once came out as an invalid regex there)."""
+    from parley.engines.mlx.grammar import compile_grammar
+
+    tool = ToolSpec("t", "", TEXT_INPUT_SCHEMA, custom=True, input_grammar=text_grammar_gbnf(syntax, definition, WHERE))
+    fmt = HERMES_FORMAT
+    for grammar in (forced_grammar([tool], fmt.native, True), lazy_grammar([tool], fmt.syntaxes, True)):
+        compile_grammar(grammar.gbnf)

@@ -40,10 +40,15 @@ class Unsupported(Exception):
 
 
 # -- GBNF text ----------------------------------------------------------------------------------------------
+SURROGATES = (0xD800, 0xDFFF)  # no UTF-8 text holds one: left out of every class
+
+
 def _gbnf_char(cp: int) -> str:
-    if cp < 0x80 and chr(cp).isalnum():
+    """ASCII letters and digits as themselves, other ASCII as `\\xXX`, the rest raw: llguidance (MLX, vLLM)
+    misreads `\\uXXXX` in classes, and raw UTF-8 means the same to llama.cpp."""
+    if cp >= 0x80 or chr(cp).isalnum():
         return chr(cp)
-    return f"\\x{cp:02X}" if cp < 0x100 else f"\\u{cp:04X}" if cp < 0x10000 else f"\\U{cp:08X}"
+    return f"\\x{cp:02X}"
 
 
 def gbnf_literal(text: str) -> str:
@@ -60,6 +65,7 @@ def json_text(text: str) -> str:
 def _gbnf_class(ranges: Ranges) -> str:
     """A class of raw characters, written positively or negated, whichever is shorter."""
     def items(rs: Ranges) -> str:
+        rs = minus(rs, (SURROGATES,))
         return "".join(_gbnf_char(lo) if lo == hi else f"{_gbnf_char(lo)}-{_gbnf_char(hi)}" for lo, hi in rs)
     positive, negative = f"[{items(ranges)}]", f"[^{items(complement(ranges))}]"
     return positive if len(positive) <= len(negative) else negative
@@ -91,8 +97,18 @@ def is_atom(expr: str) -> bool:
     return len(tokens) > 0
 
 
+_QUANTIFIER = re.compile(r"[?*+]|\{[^}]*\}")
+
+
 def group(expr: str) -> str:
-    return expr if is_atom(expr) else f"( {expr} )"
+    if is_atom(expr):
+        return expr
+    tokens = _TOKEN.findall(expr)
+    if len(tokens) >= 2 and _QUANTIFIER.fullmatch(tokens[-1]) and is_atom(expr[:expr.rindex(tokens[-1])].rstrip()):
+        # llguidance (MLX, vLLM) flattens `( x+ )?` into `x+?`, which its reader refuses: an empty literal
+        # keeps the group a group, and means nothing to either reader
+        return f'( {expr} "" )'
+    return f"( {expr} )"
 
 
 def quantified(expr: str, low: int, high: int | None) -> str:
