@@ -71,7 +71,7 @@ def test_model_info_carries_the_served_shape(catalogue_server, smol_file):
     with every key, lifecycle, the file's date; once loaded, the context is the engine's own."""
     client = catalogue_server.client()
     model = client.models.retrieve("my-model")
-    assert model.max_input_tokens == model.max_tokens == 8192
+    assert model.max_input_tokens == model.max_tokens == 8191  # one cell of the 8k stays for the answer
     assert model.lifecycle == "active" and model.deprecated_at is None
     assert model.created_at.timestamp() == int(smol_file.stat().st_mtime)
     caps = model.capabilities
@@ -80,8 +80,32 @@ def test_model_info_carries_the_served_shape(catalogue_server, smol_file):
     assert caps.context_management.clear_tool_uses_20250919.supported
     client.messages.create(model="my-model", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
     loaded = catalogue_server.health()["models"]["my-model"]["cache_capacity"]
-    assert client.models.retrieve("my-model").max_input_tokens == loaded
-    assert client.models.retrieve(QWEN).max_input_tokens == 32768  # the setting: Qwen was trained on 32k
+    assert client.models.retrieve("my-model").max_input_tokens == loaded - 1
+    assert client.models.retrieve(QWEN).max_input_tokens == 32767  # the setting: Qwen was trained on 32k
+
+
+def _prompt_of(client, model: str, tokens: int) -> list[dict]:
+    """Messages whose prompt is exactly `tokens` long, as count_tokens counts it (one token a word here)."""
+    words = tokens
+    for _ in range(5):
+        messages = [{"role": "user", "content": "a " * words}]
+        counted = client.messages.count_tokens(model=model, messages=messages).input_tokens
+        if counted == tokens:
+            return messages
+        words += tokens - counted
+    raise AssertionError(f"no prompt of exactly {tokens} tokens found (last: {counted})")
+
+
+def test_the_advertised_window_is_the_refusal_threshold(catalogue_server):
+    """What /v1/models says is what the server takes: a prompt of max_input_tokens is answered, one token more
+    is the API's own 400 naming both numbers."""
+    client = catalogue_server.client()
+    limit = client.models.retrieve("my-model").max_input_tokens
+    fits = client.messages.create(model="my-model", max_tokens=1, messages=_prompt_of(client, "my-model", limit))
+    assert fits.usage.input_tokens + fits.usage.cache_read_input_tokens == limit
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model="my-model", max_tokens=1, messages=_prompt_of(client, "my-model", limit + 1))
+    assert info.value.body["error"]["message"] == f"prompt is too long: {limit + 1} tokens > {limit} maximum"
 
 
 def test_reasoning_templates_show_thinking(think_server):

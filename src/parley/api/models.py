@@ -53,8 +53,9 @@ def _model_body(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
         "deprecated_at": None,
         "retires_at": None,
         "line": None,
-        "max_input_tokens": context,
-        "max_tokens": context,  # an answer may fill what the prompt leaves
+        # The refusal threshold itself: a prompt needs one free cell for the answer's first token.
+        "max_input_tokens": context - 1 if context else context,
+        "max_tokens": context - 1 if context else context,  # an answer may fill what the prompt leaves
         "capabilities": capabilities(template),
         "object": "model",
         "created": int(entry.created_at.timestamp()),
