@@ -98,8 +98,8 @@ def valid_call(call: dict) -> bool:
 
 
 def main(wanted: list[str]) -> int:
-    from parley.engines.vllm import VllmEngine
     from parley.core.params import GrammarConstraint
+    from parley.engines.vllm import VllmEngine
     from parley.grammar.json_output import loose_gbnf
     from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
     from parley.parsers.infer import infer_tool_format
