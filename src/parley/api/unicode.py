@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, model_validator
+
 from ..errors import InvalidRequestError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -38,3 +40,14 @@ def reject_invalid_unicode(body: Any) -> Any:
         elif isinstance(node, list):
             stack.extend((value, (*at, i)) for i, value in reversed(list(enumerate(node))))
     return body
+
+
+class RequestBody(BaseModel):
+    """A request body of any API: unknown fields accepted (the SDKs add new ones often), text valid Unicode."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def valid_unicode(cls, data: Any) -> Any:
+        return reject_invalid_unicode(data)

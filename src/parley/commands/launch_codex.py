@@ -39,7 +39,7 @@ def codex_overrides(url: str, model: str, context: int) -> list[str]:
     `model_auto_compact_token_limit`, and the next request then adds what the tools returned (at most
     `tool_output_token_limit`) and asks for an answer; the compaction request itself carries the history, the
     tool output and a summary prompt, and its summary is an answer too. So the limit leaves an eighth of the
-    window for one tool output and an eighth for the answer: 24,576 of a 32,768-token window."""
+    window for one tool output and an eighth for the answer: 24,577 of the packaged Qwen's 32,767 tokens."""
     share = context // 8
     values: dict[str, str | int] = {
         "model": model, "model_provider": PROVIDER,

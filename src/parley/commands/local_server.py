@@ -68,7 +68,8 @@ class Target:
 
     @property
     def context(self) -> int:
-        """The context the model is served with (prompt and answer together), 0 when the server does not say."""
+        """The longest prompt the server takes for the model (`max_input_tokens`: its context less the one
+        token an answer needs), 0 when the server does not say."""
         return int(self.info.get("max_input_tokens") or 0)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from ...core.tools import MAX_TOOLS
-from ..unicode import reject_invalid_unicode
+from ..unicode import RequestBody
 
 
 class _Wire(BaseModel):
@@ -252,12 +252,7 @@ class MessageParam(_Wire):
     content: str | list[ContentBlockParam]
 
 
-class _ConversationRequest(_Wire):
-    @model_validator(mode="before")
-    @classmethod
-    def valid_unicode(cls, data: Any) -> Any:
-        return reject_invalid_unicode(data)
-
+class _ConversationRequest(RequestBody):
     model: str
     messages: list[MessageParam]
     system: str | list[TextBlockParam] | None = None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.tools import MAX_TOOLS
-from ..unicode import reject_invalid_unicode
+from ..unicode import RequestBody
 
 
 class _Wire(BaseModel):
@@ -70,12 +70,7 @@ class StreamOptions(_Wire):
     include_usage: bool | None = None
 
 
-class ChatCompletionRequest(_Wire):
-    @model_validator(mode="before")
-    @classmethod
-    def valid_unicode(cls, data: Any) -> Any:
-        return reject_invalid_unicode(data)
-
+class ChatCompletionRequest(RequestBody):
     model: str
     messages: list[ChatMessageParam] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1)

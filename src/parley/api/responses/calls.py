@@ -43,7 +43,7 @@ async def translate(body: InputTokensRequest, state: Any) -> tuple[Translated, l
     """The neutral request; the context (earlier turns and this input, as items); the model's runner."""
     items = input_items(body)
     earlier = await history(body, state)
-    runner = await state.registry.runner(body.model)
+    runner = await state.registry.runner(body.model or state.settings.default_model)
     translated = await asyncio.to_thread(to_request, body, earlier, items, state.signer, runner.engine.n_ctx)
     return translated, [*earlier, *items], runner
 

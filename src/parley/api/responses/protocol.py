@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.tools import MAX_TOOLS
-from ..unicode import reject_invalid_unicode
+from ..unicode import RequestBody
 
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
@@ -37,13 +37,8 @@ class ReasoningConfig(_Wire):
     generate_summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-class _Conversational(_Wire):
+class _Conversational(RequestBody):
     """What a create request and an input-token count share."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def valid_unicode(cls, data: Any) -> Any:
-        return reject_invalid_unicode(data)
 
     model: str
     input: str | list[dict[str, Any]] | None = None
@@ -59,7 +54,7 @@ class _Conversational(_Wire):
 
 
 class InputTokensRequest(_Conversational):
-    pass
+    model: str | None = None  # optional here: the server's default model
 
 
 class ResponsesRequest(_Conversational):
