@@ -1,11 +1,14 @@
-"""Agent benchmark: real Claude Code (pinned, from npm) doing small tasks against a parley server.
+"""Agent benchmark: real Claude Code and Codex (pinned, from npm) doing small tasks against a parley server.
 
 Each task runs in a fresh directory; a task succeeds when its own check passes (the answer names a secret
-read from a file, the file was edited, the count is right). Prints, per task and overall: success rate,
-requests per task, prompt tokens parley computed (the rest came from its prefix cache), seconds per task,
-the tools Claude Code called, and whether parley answered every request well (2xx, well-formed streams).
+read from a file, the file was edited, the count is right). Prints, per agent, task and overall: success
+rate, requests per task, prompt tokens parley computed (the rest came from its prefix cache), seconds per
+task, the tools the agent called, and whether parley answered every request well (2xx, well-formed streams).
+Claude Code talks to the Messages API, Codex (`codex exec`, workspace-write sandbox) to the Responses API;
+Codex has no turn limit of its own, so its requests past `--max-requests` are refused by the recording proxy.
 
-    .venv/bin/python bench/agent.py [--runs 3] [--model qwen2.5-coder-0.5b-instruct] [--url URL] [--json OUT]
+    .venv/bin/python bench/agent.py [--agent claude|codex|both] [--runs 3] [--model qwen2.5-coder-0.5b-instruct]
+                                    [--url URL] [--tasks read,edit,count] [--max-requests 8] [--json OUT]
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import codex
 import httpx
-from claude_code import TaskRun, claude_binary, run_task
+from claude_code import claude_binary, run_task
 from common import free_port, stop_process
 
 
@@ -33,7 +37,8 @@ class Task:
     prompt: str
     setup: Callable[[Path], None]
     check: Callable[[Path, str], bool]
-    args: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()  # Claude Code's
+    codex_prompt: str | None = None  # where the prompt names a Claude Code tool
 
 
 def _read_setup(d: Path) -> None:
@@ -56,7 +61,7 @@ TASKS = [
          lambda d, answer: "tangerine-47" in answer),
     Task("edit", "In config.py, change DEBUG = True to DEBUG = False. Use the Edit tool.", _edit_setup,
          lambda d, answer: "DEBUG = False" in (d / "config.py").read_text(),
-         ("--permission-mode", "acceptEdits")),
+         ("--permission-mode", "acceptEdits"), "In config.py, change DEBUG = True to DEBUG = False."),
     Task("count", "How many .txt files are in the data directory? List the files, then answer with the number.",
          _count_setup, lambda d, answer: "7" in answer or "seven" in answer.lower()),
 ]
@@ -77,31 +82,38 @@ def _start_server(model: str) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("parley did not start")
 
 
-def _one(binary: Path, url: str, model: str, task: Task, root: Path, i: int) -> dict:
-    workdir = root / f"{task.name}-{i}"
+def _one(agent: str, binary: Path, url: str, model: str, task: Task, root: Path, i: int, context: int,
+         max_requests: int) -> dict:
+    workdir = root / f"{agent}-{task.name}-{i}"
     workdir.mkdir()
     task.setup(workdir)
-    run: TaskRun = run_task(binary, url, model, task.prompt, workdir, root / "home", extra_args=task.args)
-    answer = str(run.result.get("result", ""))
-    return {"task": task.name, "ok": run.returncode == 0 and task.check(workdir, answer),
-            "exit": run.returncode, "requests": len(run.exchanges), "prompt_tokens": run.prompt_tokens,
+    if agent == "codex":
+        run = codex.run_task(binary, url, model, task.codex_prompt or task.prompt, workdir, root / "codex-home",
+                             max_requests=max_requests, context=context)
+        answer, requests, capped = run.answer, len(run.responses), run.refused > 0
+    else:
+        run = run_task(binary, url, model, task.prompt, workdir, root / "home", extra_args=task.args)
+        answer, requests, capped = str(run.result.get("result", "")), len(run.exchanges), False
+    return {"agent": agent, "task": task.name, "ok": run.returncode == 0 and task.check(workdir, answer),
+            "exit": run.returncode, "requests": requests, "prompt_tokens": run.prompt_tokens,
             "seconds": round(run.seconds, 1), "tools": run.tools_called, "server_problems": run.problems,
-            "answer": answer[:300]}
+            "capped": capped, "answer": answer[:300]}
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| task | runs | success | requests/task | computed prompt tokens/task | s/task | server problems |",
-             "|---|---|---|---|---|---|---|"]
-    for name in [t.name for t in TASKS] + ["all"]:
-        sel = [r for r in rows if name in ("all", r["task"])]
-        if not sel:
-            continue
-        lines.append(
-            f"| {name} | {len(sel)} | {sum(r['ok'] for r in sel)}/{len(sel)} "
-            f"| {statistics.mean(r['requests'] for r in sel):.1f} "
-            f"| {statistics.mean(r['prompt_tokens'] for r in sel):,.0f} "
-            f"| {statistics.mean(r['seconds'] for r in sel):.0f} "
-            f"| {sum(len(r['server_problems']) for r in sel)} |")
+    lines = ["| agent | task | runs | success | requests/task | computed prompt tokens/task | s/task "
+             "| server problems |", "|---|---|---|---|---|---|---|---|"]
+    for agent in dict.fromkeys(r["agent"] for r in rows):
+        for name in [t.name for t in TASKS] + ["all"]:
+            sel = [r for r in rows if r["agent"] == agent and name in ("all", r["task"])]
+            if not sel:
+                continue
+            lines.append(
+                f"| {agent} | {name} | {len(sel)} | {sum(r['ok'] for r in sel)}/{len(sel)} "
+                f"| {statistics.mean(r['requests'] for r in sel):.1f} "
+                f"| {statistics.mean(r['prompt_tokens'] for r in sel):,.0f} "
+                f"| {statistics.mean(r['seconds'] for r in sel):.0f} "
+                f"| {sum(len(r['server_problems']) for r in sel)} |")
     return "\n".join(lines)
 
 
@@ -111,17 +123,24 @@ def main() -> None:
     ap.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     ap.add_argument("--url", help="an already running parley (default: start one)")
     ap.add_argument("--tasks", default=",".join(t.name for t in TASKS))
+    ap.add_argument("--agent", choices=["claude", "codex", "both"], default="claude")
+    ap.add_argument("--max-requests", type=int, default=8, help="Codex's requests per task (it has no turn limit)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
-    binary = claude_binary()
+    agents = ["claude", "codex"] if args.agent == "both" else [args.agent]
+    binaries = {agent: claude_binary() if agent == "claude" else codex.codex_binary() for agent in agents}
     proc, url = (None, args.url) if args.url else _start_server(args.model)
     rows: list[dict] = []
     try:
+        context = next(m for m in httpx.get(url + "/v1/models", timeout=10).json()["data"]
+                       if m["id"] == args.model)["max_input_tokens"]
         with tempfile.TemporaryDirectory(prefix="parley-agent-") as tmp:
             for i in range(args.runs):
                 for task in [t for t in TASKS if t.name in args.tasks.split(",")]:
-                    rows.append(_one(binary, url, args.model, task, Path(tmp), i))
-                    print(json.dumps(rows[-1]), flush=True)
+                    for agent in agents:  # in turn, so that both meet the same server state
+                        rows.append(_one(agent, binaries[agent], url, args.model, task, Path(tmp), i, context,
+                                         args.max_requests))
+                        print(json.dumps(rows[-1]), flush=True)
         alive = httpx.get(url + "/health", timeout=5).status_code == 200
     finally:
         if proc is not None:

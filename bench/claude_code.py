@@ -1,16 +1,19 @@
 """Claude Code as a client: the pinned npm package (cached), a recording proxy in front of a parley server,
 and the checks of what parley controls (every request a 2xx, every stream whole and well-ordered).
 
-Used by `tests/test_claude_code.py` (one task) and `bench/agent.py` (many)."""
+Used by `tests/test_claude_code.py` (one task) and `bench/agent.py` (many); the proxy also by `bench/codex.py`,
+with the Responses API's stream check."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +49,11 @@ def parse_sse(text: str) -> list[tuple[str, dict]]:
     return events
 
 
+def check_messages_stream(text: str) -> str | None:
+    """None when `text` is a whole, well-ordered Messages stream."""
+    return check_stream(parse_sse(text))
+
+
 @dataclass
 class Exchange:
     method: str
@@ -53,16 +61,17 @@ class Exchange:
     status: int
     request: Any
     response: str
+    check: Callable[[str], str | None] = check_messages_stream  # the stream's API's own check
 
     @property
     def streamed(self) -> bool:
-        return self.response.startswith("event: ")
+        return self.response.startswith(("event: ", "data: "))
 
     def problem(self) -> str | None:
         """None when parley answered this request as the API would: a 2xx, and a whole stream if streamed."""
         if not 200 <= self.status < 300:
             return f"{self.method} {self.path} → {self.status}: {self.response[:500]}"
-        if self.streamed and (bad := check_stream(parse_sse(self.response))):
+        if self.streamed and (bad := self.check(self.response)):
             return f"{self.method} {self.path}: malformed stream: {bad}"
         return None
 
@@ -88,19 +97,41 @@ class Exchange:
 
 
 class RecordingProxy:
-    """Forwards every request to `upstream` as it streams, and keeps a copy of both sides."""
+    """Forwards every request to `upstream` as it streams, and keeps a copy of both sides.
 
-    def __init__(self, upstream: str) -> None:
+    `max_posts` bounds an agent that has no turn limit of its own (Codex): the POSTs after that many are not
+    forwarded but refused by the proxy itself with a 400 (which agents do not retry), counted in `refused`."""
+
+    def __init__(self, upstream: str, check: Callable[[str], str | None] = check_messages_stream,
+                 max_posts: int | None = None) -> None:
         self.exchanges: list[Exchange] = []
+        self.refused = 0
         lock = threading.Lock()
         client = httpx.Client(base_url=upstream, timeout=httpx.Timeout(None))
         proxy = self
+        posts = itertools.count(1)
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"  # the body ends when the connection closes: no re-framing needed
 
+            def _refuse(self) -> None:
+                proxy.refused += 1
+                body = json.dumps({"error": {"type": "invalid_request_error", "code": "test_request_cap",
+                                             "message": f"the test's cap of {max_posts} requests is reached "
+                                                        "(answered by the recording proxy, not parley)"}})
+                self.send_response(400)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.command == "POST" and max_posts is not None:
+                    with lock:
+                        capped = next(posts) > max_posts
+                    if capped:
+                        self._refuse()
+                        return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 received = bytearray()
                 with client.stream(self.command, self.path, headers=headers, content=body) as response:
@@ -119,7 +150,7 @@ class RecordingProxy:
                     request = body.decode(errors="replace")
                 with lock:
                     proxy.exchanges.append(Exchange(self.command, self.path, response.status_code, request,
-                                                    received.decode(errors="replace")))
+                                                    received.decode(errors="replace"), check))
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 

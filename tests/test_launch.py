@@ -1,5 +1,6 @@
-"""`parley launch claude`: the environment it gives Claude Code, what it refuses, and the real Claude Code (from
-npm, cached) run through it against a parley the command started itself."""
+"""`parley launch claude|codex`: the environment it gives Claude Code and the overrides it gives Codex, what it
+refuses, and the real Claude Code and Codex (from npm, cached) run through it against a parley the command
+started itself."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -18,17 +20,20 @@ import pytest
 
 from conftest import QWEN, SMOL
 from parley.commands.launch import CLAUDE_CODE_PROMPT_TOKENS, MODEL_VARIABLES
+from parley.commands.launch_codex import CODEX_PROMPT_TOKENS, TOKEN_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from claude_code import claude_binary  # noqa: E402
+from codex import codex_binary  # noqa: E402
 from npm import NpmUnavailable  # noqa: E402
 
 
-def _launch(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE", "PARLEY_"))}
-    return subprocess.run([sys.executable, "-m", "parley.cli", "launch", "claude", *args], capture_output=True,
+def _launch(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None,
+            agent: str = "claude") -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("ANTHROPIC_", "CLAUDE", "PARLEY_", "CODEX_", "OPENAI_"))}
+    return subprocess.run([sys.executable, "-m", "parley.cli", "launch", agent, *args], capture_output=True,
                           text=True, timeout=timeout, env={**environ, **(env or {})}, cwd=cwd,
                           stdin=subprocess.DEVNULL)
 
@@ -38,6 +43,10 @@ def _exported(script: str) -> dict[str, str]:
     shown = subprocess.run(["bash", "-c", 'eval "$(cat)" && env -0'], input=script, capture_output=True,
                            text=True, check=True, env={}).stdout
     return dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
+
+
+def _served(server_url: str, model: str) -> dict:
+    return next(m for m in httpx.get(server_url + "/v1/models", timeout=10).json()["data"] if m["id"] == model)
 
 
 def test_config_prints_what_claude_code_needs_in_shell_syntax(server):
@@ -54,7 +63,9 @@ def test_config_prints_what_claude_code_needs_in_shell_syntax(server):
 def test_a_context_shorter_than_claude_codes_prompt_is_warned_about(server):
     shown = _launch("--config", "--url", server.url, "--model", SMOL)
     assert shown.returncode == 0
-    assert f"warning: {SMOL} serves a context of 8,192 tokens" in shown.stderr, shown.stderr
+    context = _served(server.url, SMOL)["max_input_tokens"]  # the longest prompt it takes: 8,191
+    assert context < CLAUDE_CODE_PROMPT_TOKENS
+    assert f"warning: {SMOL} serves a context of {context:,} tokens" in shown.stderr, shown.stderr
     assert f"about {CLAUDE_CODE_PROMPT_TOKENS:,} tokens" in shown.stderr
 
 
@@ -169,3 +180,117 @@ def test_on_a_terminal_the_model_is_chosen_from_the_servers_list(server, claude_
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+# --- Codex ---------------------------------------------------------------------------------------------------
+
+
+def _codex_config(script: str) -> tuple[dict[str, object], list[str], str]:
+    """What `parley launch codex --config` would run, run by a shell with a `codex` that only shows its
+    arguments: the `-c` overrides (values parsed as the TOML Codex parses), the other arguments, the token."""
+    shown = subprocess.run(["bash", "-c", f'codex() {{ printf "%s\\0" "$@"; printf "%s" "${TOKEN_VARIABLE}" >&2; }}; '
+                                          'eval "$(cat)"'], input=script, capture_output=True, text=True, check=True,
+                           env={})
+    args = shown.stdout.split("\0")[:-1]
+    overrides, rest = {}, []
+    while args:
+        arg = args.pop(0)
+        if arg == "-c":
+            key, value = args.pop(0).split("=", 1)
+            overrides[key] = tomllib.loads(f"v = {value}")["v"]
+        else:
+            rest.append(arg)
+    return overrides, rest, shown.stderr
+
+
+def test_codex_config_prints_the_overrides_codex_needs(server):
+    shown = _launch("--config", "--url", server.url, "--model", QWEN, "--", "exec", "hi there", agent="codex")
+    assert shown.returncode == 0, shown.stderr
+    overrides, rest, token = _codex_config(shown.stdout)
+    window = _served(server.url, QWEN)["max_input_tokens"]
+    assert overrides["model"] == QWEN and overrides["model_provider"] == "parley"
+    provider = {k.rsplit(".", 1)[1]: v for k, v in overrides.items() if k.startswith("model_providers.parley.")}
+    assert provider["base_url"] == server.url + "/v1" and provider["wire_api"] == "responses"
+    assert provider["env_key"] == TOKEN_VARIABLE and token == "parley"
+    assert provider["stream_idle_timeout_ms"] >= 600_000  # a first prefill on a CPU takes minutes
+    # The window is the longest prompt parley takes; Codex compacts with room left for a tool output and an answer.
+    assert overrides["model_context_window"] == window >= 32767
+    assert overrides["model_auto_compact_token_limit"] == window - 2 * (window // 8)
+    assert overrides["tool_output_token_limit"] == window // 8
+    assert rest == ["exec", "hi there"]  # the user's arguments come after the overrides, untouched
+    assert "warning" not in shown.stderr  # Qwen serves 32k
+
+
+def test_codex_is_warned_about_a_context_shorter_than_its_prompt(server):
+    shown = _launch("--config", "--url", server.url, "--model", SMOL, agent="codex")
+    assert shown.returncode == 0
+    context = _served(server.url, SMOL)["max_input_tokens"]
+    assert context < CODEX_PROMPT_TOKENS
+    assert f"warning: {SMOL} serves a context of {context:,} tokens" in shown.stderr, shown.stderr
+    assert f"Codex's first request alone is about {CODEX_PROMPT_TOKENS:,} tokens" in shown.stderr
+
+
+def test_the_codex_warning_threshold_is_what_codex_sends(server):
+    """The constant, re-measured: Codex's captured first request, counted by the server as it would render it."""
+    request = json.loads((ROOT / "bench" / "data" / "codex_first_request.json").read_text())["request"]
+    counted = httpx.post(server.url + "/v1/responses/input_tokens", json=request | {"model": QWEN}, timeout=120)
+    assert counted.status_code == 200, counted.text
+    tokens = counted.json()["input_tokens"]
+    assert abs(tokens - CODEX_PROMPT_TOKENS) <= 0.05 * tokens, tokens
+
+
+def test_codex_gets_the_servers_api_key(start_server):
+    keyed = start_server(api_keys='["sesame"]')
+    shown = _launch("--config", "--url", keyed.url, "--api-key", "sesame", agent="codex")
+    assert shown.returncode == 0, shown.stderr
+    assert _codex_config(shown.stdout)[2] == "sesame"
+
+
+def test_without_codex_it_says_how_to_install_it(server, tmp_path):
+    bare_path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "codex").exists())
+    shown = _launch("--yes", "--url", server.url, agent="codex",
+                    env={"PATH": bare_path, "HOME": str(tmp_path), "npm_config_prefix": str(tmp_path / "npm")})
+    assert shown.returncode == 1
+    assert "Codex is not installed" in shown.stderr and "npm install -g @openai/codex" in shown.stderr
+
+
+@pytest.fixture(scope="module")
+def codex_on_path(tmp_path_factory) -> Path:
+    try:
+        binary = codex_binary()
+    except NpmUnavailable as exc:
+        pytest.skip(str(exc))
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "codex").symlink_to(binary)
+    return bin_dir
+
+
+@pytest.mark.timeout(2400)
+def test_launch_runs_codex_against_a_parley_it_started(codex_on_path, tmp_path):
+    """`parley launch codex --yes -- exec …` with `--strict-config`, so Codex 0.171 itself vouches for every
+    override; the user's own ~/.codex (here HOME's) gets no configuration file from parley."""
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    (home / ".codex").mkdir(parents=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"PATH": f"{codex_on_path}{os.pathsep}{os.environ['PATH']}", "HOME": str(home),
+           "PARLEY_PORT": str(port), "PARLEY_DATA_DIR": str(tmp_path / "data")}
+    last = tmp_path / "last-message.txt"
+    run = _launch("--yes", "--", "exec", "--strict-config", "--skip-git-repo-check", "--sandbox", "read-only",
+                  "--json", "--output-last-message", str(last), "Reply with one word: ready", agent="codex",
+                  env=env, timeout=2100, cwd=project)
+    started = re.search(r"started `parley serve` at (\S+) \(pid (\d+)", run.stderr)
+    assert started and started.group(1) == url, run.stderr
+    pid = int(started.group(2))
+    try:
+        assert f"still running at {url} (pid {pid})" in run.stderr  # reported again once Codex is done
+        assert not (home / ".codex" / "config.toml").exists()
+        events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        assert run.returncode == 0 and events[-1]["type"] == "turn.completed", (run.stdout[-2000:], run.stderr[-2000:])
+        assert httpx.get(url + "/health", timeout=5).json()["server"] == "parley"  # left running
+        metrics = httpx.get(url + "/metrics", timeout=5).text
+        served = re.findall(r'parley_requests_total\{route="/v1/responses",status="2\d\d"\} (\d+)', metrics)
+        assert served and sum(float(n) for n in served) >= 1, metrics[-2000:]
+    finally:
+        os.kill(pid, signal.SIGTERM)

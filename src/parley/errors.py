@@ -8,6 +8,7 @@ class ParleyError(Exception):
 
     status_code = 500
     error_type = "api_error"
+    code: str | None = None  # OpenAI's machine-readable `error.code`, where it has one
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -21,6 +22,8 @@ class InvalidRequestError(ParleyError):
 
 class PromptTooLongError(InvalidRequestError):
     """The rendered prompt does not fit the model's context (a client may drop turns and try again)."""
+
+    code = "context_length_exceeded"  # what OpenAI clients (Codex) read to compact, as Anthropic's read the text
 
     def __init__(self, tokens: int, limit: int) -> None:
         super().__init__(f"prompt is too long: {tokens} tokens > {limit} maximum")

@@ -29,24 +29,24 @@ def is_openai_path(path: str) -> bool:
     return path.startswith(("/openai/", "/v1/responses")) or path.endswith("/chat/completions")
 
 
-def envelope(openai: bool, error_type: str, message: str) -> dict:
+def envelope(openai: bool, error_type: str, message: str, code: str | None = None) -> dict:
     """The error object itself, as a stream's error event carries it."""
     if openai:
-        return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+        return {"error": {"message": message, "type": error_type, "param": None, "code": code}}
     return {"type": "error", "error": {"type": error_type, "message": message}}
 
 
 def exception_envelope(openai: bool, exc: Exception) -> dict:
     """A failure mid-stream: a ParleyError says what it is; anything else is an internal error."""
     if isinstance(exc, ParleyError):
-        return envelope(openai, exc.error_type, exc.message)
+        return envelope(openai, exc.error_type, exc.message, exc.code)
     return envelope(openai, "api_error", "Internal server error")
 
 
-def error_body(path: str, error_type: str, message: str) -> dict:
+def error_body(path: str, error_type: str, message: str, code: str | None = None) -> dict:
     """An error response's body, for the API `path` belongs to; Anthropic's names the request id."""
     if is_openai_path(path):
-        return envelope(True, error_type, message)
+        return envelope(True, error_type, message, code)
     body = envelope(False, error_type, message)
     if (request_id := request_id_var.get()) != "-":
         body["request_id"] = request_id
@@ -54,8 +54,9 @@ def error_body(path: str, error_type: str, message: str) -> dict:
 
 
 def error_response(request: Request, status: int, error_type: str, message: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(request.url.path, error_type, message), status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None, code: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, error_type, message, code), status_code=status,
+                        headers=headers)
 
 
 def validation_message(exc: RequestValidationError | ValidationError) -> str:
@@ -82,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"retry-after": "1"} if isinstance(exc, OverloadedError) else None
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message, exc_info=exc.__cause__)
-        return error_response(request, exc.status_code, exc.error_type, exc.message, headers)
+        return error_response(request, exc.status_code, exc.error_type, exc.message, headers, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -28,7 +28,7 @@ CODEX = Agent("Codex", "codex", CODEX_PACKAGE, CODEX_PROMPT_TOKENS)
 PROVIDER = "parley"
 TOKEN_VARIABLE = "PARLEY_CODEX_API_KEY"  # the provider's env_key: Codex sends it as `Authorization: Bearer`
 # Codex gives up on a stream after 5 minutes without an SSE event (comments do not count); a first prefill
-# of its ~10k-token prompt on a few CPU cores can take that long.
+# of its ~8,600-token prompt on 2 busy CPU cores took 7 to 8 minutes (parley streams `: ping` comments meanwhile).
 STREAM_IDLE_TIMEOUT_MS = 3_600_000
 
 

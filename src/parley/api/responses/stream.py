@@ -34,15 +34,16 @@ class _Numbered:
 async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | None, save: Save
                        ) -> AsyncIterator[bytes]:
     """created → in_progress → each item's events → completed / incomplete; an error after the first byte is an
-    `error` event and `response.failed`. SSE comments keep a silent connection alive through a long prefill."""
+    `error` event and `response.failed`. Through a long prefill, `response.in_progress` repeats every ping
+    interval: Codex gives a stream up after 5 minutes without an event, and SSE comments are not events to it."""
     assert call.chat is not None
     emit = _Numbered()
     yield emit("response.created", {"response": call.snapshot("in_progress")})
     yield emit("response.in_progress", {"response": call.snapshot("in_progress")})
     try:
         async for event in with_heartbeat(call.chat.events(), ping_interval, guard):
-            if event is None:
-                yield b": ping\n\n"
+            if event is None:  # an event, not an SSE comment: Codex times out on 5 minutes without one
+                yield emit("response.in_progress", {"response": call.snapshot("in_progress")})
                 continue
             if isinstance(event, PromptCached):
                 call.cached_tokens = event.cached_tokens
@@ -53,7 +54,7 @@ async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | 
         if not isinstance(exc, ParleyError):
             log.exception("stream failed")
         error = exception_envelope(True, exc)["error"]
-        yield emit("error", {"code": error["type"], "message": error["message"], "param": None})
+        yield emit("error", {"code": error["code"] or error["type"], "message": error["message"], "param": None})
         final = call.snapshot("failed", {"code": "server_error", "message": error["message"]})
     await save(call, final)
     yield emit(LAST_EVENTS[final["status"]], {"response": final})
