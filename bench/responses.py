@@ -34,6 +34,7 @@ class Sample:
     ttft: float
     decode_tok_s: float
     tokens: int
+    prompt_tokens: int
     first_text: str
 
 
@@ -47,39 +48,41 @@ def _events(url: str, body: dict):
                 yield time.perf_counter() - start, json.loads(line[6:])
 
 
-def _sample(times: list[float], tokens: int, text: str) -> Sample:
+def _sample(times: list[float], tokens: int, prompt_tokens: int, text: str) -> Sample:
     if not times:
         raise RuntimeError("no text came back")
     decode = (tokens - 1) / (times[-1] - times[0]) if tokens > 1 and times[-1] > times[0] else 0.0
-    return Sample(ttft=times[0], decode_tok_s=decode, tokens=tokens, first_text=text[:40])
+    return Sample(ttft=times[0], decode_tok_s=decode, tokens=tokens, prompt_tokens=prompt_tokens,
+                  first_text=text[:40])
 
 
 def chat(url: str, model: str, prompt: str, tokens: int) -> Sample:
     body = {"model": model, "max_tokens": tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": prompt}]}
-    times, text, used = [], [], 0
+    times, text, used, prompt_tokens = [], [], 0, 0
     for at, data in _events(url + "/v1/chat/completions", body):
         for choice in data.get("choices") or []:
             if choice.get("delta", {}).get("content"):
                 times.append(at)
                 text.append(choice["delta"]["content"])
         if data.get("usage"):
-            used = data["usage"]["completion_tokens"]
-    return _sample(times, used, "".join(text))
+            used, prompt_tokens = data["usage"]["completion_tokens"], data["usage"]["prompt_tokens"]
+    return _sample(times, used, prompt_tokens, "".join(text))
 
 
 def responses(url: str, model: str, prompt: str, tokens: int) -> Sample:
     body = {"model": model, "max_output_tokens": tokens, "temperature": 0, "stream": True, "input": prompt}
-    times, text, used = [], [], 0
+    times, text, used, prompt_tokens = [], [], 0, 0
     for at, data in _events(url + "/v1/responses", body):
         if data["type"] == "response.output_text.delta" and data["delta"]:
             times.append(at)
             text.append(data["delta"])
         elif data["type"] in ("response.completed", "response.incomplete"):
-            used = data["response"]["usage"]["output_tokens"]
+            usage = data["response"]["usage"]
+            used, prompt_tokens = usage["output_tokens"], usage["input_tokens"]
         elif data["type"] in ("response.failed", "error"):
             raise RuntimeError(f"the Responses stream failed: {data}")
-    return _sample(times, used, "".join(text))
+    return _sample(times, used, prompt_tokens, "".join(text))
 
 
 APIS = {"responses": responses, "chat": chat}
@@ -111,7 +114,8 @@ def main() -> None:
                 prompt = filler(args.prompt_tokens) + ASK  # the same text; its own nonce
                 samples[name].append(APIS[name](url, args.model, prompt, args.tokens))
             print(f"  round {round_ + 1}/{args.rounds}: " + ", ".join(
-                f"{name} TTFT {s[-1].ttft:.3f} s decode {s[-1].decode_tok_s:.2f} tok/s ({s[-1].tokens} tokens)"
+                f"{name} TTFT {s[-1].ttft:.3f} s decode {s[-1].decode_tok_s:.2f} tok/s "
+                f"({s[-1].prompt_tokens} + {s[-1].tokens} tokens)"
                 for name, s in samples.items()), flush=True)
     finally:
         if proc is not None:
