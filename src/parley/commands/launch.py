@@ -27,9 +27,6 @@ CLAUDE_CODE = Agent("Claude Code", "claude", CLAUDE_CODE_PACKAGE, CLAUDE_CODE_PR
 AGENTS = {"claude": CLAUDE_CODE, "codex": launch_codex.CODEX}
 # On 2 cores the first prefill takes minutes; Claude Code's own default gives up after 10.
 API_TIMEOUT_MS = "3600000"
-# Claude Code 2.1 compacts once the conversation passes about window − min(max output, 20,000) − 13,000 tokens;
-# for a model it does not know it assumes a 200k window (1M on some paths), so it must be told the real one.
-COMPACT_RESERVE = 13_000
 MODEL_VARIABLES = ("ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
                    "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL")
 
@@ -89,37 +86,13 @@ def connect(args: argparse.Namespace, settings: Settings, url: str, agent: Agent
 
 
 def claude_context(window: int) -> dict[str, str]:
-    """The window Claude Code plans with, and an output cap that leaves its compaction threshold above its own
-    first request: an eighth of the window (Claude Code's default, 32,000, would put a 32k model's threshold
-    below zero). A cap the user set is kept."""
-    output = os.environ.get("CLAUDE_CODE_MAX_OUTPUT_TOKENS") or str(_output_cap(window))
-    return {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_AUTO_COMPACT_WINDOW": str(window),
-            "CLAUDE_CODE_MAX_OUTPUT_TOKENS": output}
-
-
-def _output_cap(window: int) -> int:
-    return min(32_000, max(1_024, window // 8))
-
-
-def compaction_threshold(window: int, output: int) -> int:
-    return window - min(output, 20_000) - COMPACT_RESERVE
-
-
-def window_needed() -> int:
-    """The smallest window (in 1,024s) whose compaction threshold lies above Claude Code's first request."""
-    window = CLAUDE_CODE_PROMPT_TOKENS
-    while compaction_threshold(window, _output_cap(window)) <= CLAUDE_CODE_PROMPT_TOKENS:
-        window += 1_024
-    return window
+    """The window parley enforces, as the one Claude Code plans with (its `contextWindow`): for a model it does
+    not know it assumes 200k (or 1M), and a session then grows until parley refuses it."""
+    return {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_AUTO_COMPACT_WINDOW": str(window)}
 
 
 def _launch_claude(args: argparse.Namespace, target: Target, claude: Path | None) -> int:
     env = claude_environment(target.url, target.token, target.model) | claude_context(target.context)
-    threshold = compaction_threshold(target.context, int(env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"]))
-    if target.context >= CLAUDE_CODE_PROMPT_TOKENS and threshold <= CLAUDE_CODE_PROMPT_TOKENS:
-        print(f"parley: warning: with a window of {target.context:,} tokens Claude Code would compact at "
-              f"{threshold:,}, below its own first request (~{CLAUDE_CODE_PROMPT_TOKENS:,}): every turn would "
-              f"compact. Serve the model with --n-ctx {window_needed() + 1} or more.", file=sys.stderr)
     if args.config:
         print("\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items()))
         return 0

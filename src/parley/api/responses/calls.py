@@ -84,7 +84,7 @@ async def start(body: ResponsesRequest, state: Any) -> tuple[ResponseCall, ChatR
 
 async def save(state: Any, call: ResponseCall, response: dict[str, Any]) -> None:
     if call.store:
-        await asyncio.to_thread(response_store(state).save, response, call.context)
+        await asyncio.to_thread(response_store(state).save, response, call.context, call.events)
 
 
 async def run_in_background(state: Any, call: ResponseCall, request: ChatRequest, runner: EngineRunner) -> None:
@@ -95,7 +95,7 @@ async def run_in_background(state: Any, call: ResponseCall, request: ChatRequest
     await save(state, call, call.snapshot("queued"))
     with low_priority():
         while True:
-            call.output = call.output.fresh()
+            call.output, call.events = call.output.fresh(), []
             try:
                 call.chat = await fitted(runner, request, call.body.truncation, state.settings.tool_grammar)
                 await save(state, call, call.snapshot("in_progress"))

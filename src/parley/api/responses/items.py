@@ -91,6 +91,7 @@ class _Turns:
     system: list[str] = field(default_factory=list)
     messages: list[ChatMessage] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # call_id → tool name
+    unanswered: dict[str, str] = field(default_factory=dict)  # call_id → where the call is, until its output
     reasoning: list[str] = field(default_factory=list)
 
     def add(self, turn: ChatMessage) -> None:
@@ -106,8 +107,9 @@ class _Turns:
             turn = ChatMessage("assistant", turn.content, turn.tool_calls, reasoning=reasoning)
         self.messages.append(turn)
 
-    def call(self, call_id: str, name: str, arguments: dict[str, Any]) -> None:
+    def call(self, call_id: str, name: str, arguments: dict[str, Any], where: str) -> None:
         self.names[call_id] = name
+        self.unanswered[call_id] = where
         self.add(ChatMessage("assistant", "", (ToolCall(call_id, name, arguments),)))
 
     def item(self, item: Any, where: str) -> None:
@@ -118,12 +120,16 @@ class _Turns:
             self._message(item, where)
         elif kind == "function_call":
             call_id = _field(item, "call_id", where)
-            self.call(call_id, _field(item, "name", where), _arguments(item.get("arguments", "{}"), where))
+            self.call(call_id, _field(item, "name", where), _arguments(item.get("arguments", "{}"), where), where)
         elif kind == "custom_tool_call":
             call_id = _field(item, "call_id", where)
-            self.call(call_id, _field(item, "name", where), {"input": _field(item, "input", where)})
+            self.call(call_id, _field(item, "name", where), {"input": _field(item, "input", where)}, where)
         elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = _field(item, "call_id", where)
+            if call_id not in self.names:  # the API's own words
+                raise InvalidRequestError(f"{where}: No tool call found for function call output with call_id "
+                                          f"{call_id}.")
+            self.unanswered.pop(call_id, None)
             text = content_text(item.get("output"), f"{where}.output")
             self.messages.append(ChatMessage("tool", text, tool_call_id=call_id, name=self.names.get(call_id)))
         elif kind == "reasoning":
@@ -162,4 +168,7 @@ def to_turns(items: list[Any], signer: ThinkingSigner, where: str = "input") -> 
     turns = _Turns(signer)
     for i, item in enumerate(items):
         turns.item(item, f"{where}.{i}")
+    if turns.unanswered:
+        call_id, at = next(iter(turns.unanswered.items()))
+        raise InvalidRequestError(f"{at}: No tool output found for function call {call_id}.")
     return turns.system, turns.messages

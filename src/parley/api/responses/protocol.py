@@ -12,6 +12,9 @@ from ...core.tools import MAX_TOOLS
 from ..unicode import RequestBody
 
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+Includable = Literal["file_search_call.results", "web_search_call.results", "web_search_call.action.sources",
+                     "message.input_image.image_url", "computer_call_output.output.image_url",
+                     "code_interpreter_call.outputs", "reasoning.encrypted_content", "message.output_text.logprobs"]
 
 
 class _Wire(BaseModel):
@@ -64,7 +67,7 @@ class ResponsesRequest(_Conversational):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     max_tool_calls: int | None = Field(None, ge=1)
     metadata: dict[str, str] | None = Field(None, max_length=16)
-    include: list[str] | None = None
+    include: list[Includable] | None = None
     store: bool | None = None
     stream: bool | None = None
     background: bool | None = None

@@ -23,6 +23,7 @@ class ResponseCall:
     context: list[dict[str, Any]]  # the input items it is made from, earlier turns included
     created_at: int = field(default_factory=lambda: int(time.time()))
     cached_tokens: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # as sent, kept for replay when stored
 
     @property
     def store(self) -> bool:

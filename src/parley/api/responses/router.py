@@ -61,10 +61,12 @@ async def _stored(request: Request, response_id: str) -> dict[str, Any]:
 
 
 @router.get("/v1/responses/{response_id}", response_model=None)
-async def retrieve_response(response_id: str, request: Request, stream: bool = False) -> Any:
+async def retrieve_response(response_id: str, request: Request, stream: bool = False,
+                            starting_after: int | None = None) -> Any:
     found = await _stored(request, response_id)
     if stream:
-        return StreamingResponse(replay(found), media_type="text/event-stream")
+        events = await asyncio.to_thread(response_store(request.app.state).events, response_id) or []
+        return StreamingResponse(replay(events, starting_after), media_type="text/event-stream")
     return found
 
 

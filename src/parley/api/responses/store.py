@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS responses (
     created_at REAL NOT NULL,
     response TEXT NOT NULL,   -- the response object's JSON, as last reported
     context TEXT NOT NULL,    -- the input items it was made from (a continuation's earlier turns first)
+    events TEXT NOT NULL,     -- its events as sent, for GET ?stream=true
     bytes INTEGER NOT NULL
 );
 """
@@ -37,6 +38,9 @@ class ResponseStore:
         self._db = sqlite3.connect(data_dir / DATABASE, isolation_level=None, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "events" not in columns:  # a database from before events were kept
+            self._db.execute("ALTER TABLE responses ADD COLUMN events TEXT NOT NULL DEFAULT '[]'")
         self._retention = retention_days * 86400.0
         self._max_bytes = max_bytes
 
@@ -44,14 +48,15 @@ class ResponseStore:
         with self._lock:
             self._db.close()
 
-    def save(self, response: dict[str, Any], context: list[dict[str, Any]]) -> None:
+    def save(self, response: dict[str, Any], context: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
         """Insert or update a response (a background one is saved as it progresses), then enforce the bounds."""
-        body, items = _dumps(response), _dumps(context)
+        body, items, sent = _dumps(response), _dumps(context), _dumps(events)
         with self._lock:
             self._db.execute(
-                "INSERT INTO responses (id, created_at, response, context, bytes) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET response = excluded.response, bytes = excluded.bytes",
-                (response["id"], response["created_at"], body, items, len(body) + len(items)))
+                "INSERT INTO responses (id, created_at, response, context, events, bytes) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET response = excluded.response, events = excluded.events, "
+                "bytes = excluded.bytes",
+                (response["id"], response["created_at"], body, items, sent, len(body) + len(items) + len(sent)))
             self._prune()
 
     def _prune(self) -> None:
@@ -69,11 +74,18 @@ class ResponseStore:
             row = self._db.execute("SELECT response FROM responses WHERE id = ?", (response_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def _column(self, column: str, response_id: str) -> list[dict[str, Any]] | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {column} FROM responses WHERE id = ?", (response_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def context(self, response_id: str) -> list[dict[str, Any]] | None:
         """The input items the response was made from; None for an unknown id."""
-        with self._lock:
-            row = self._db.execute("SELECT context FROM responses WHERE id = ?", (response_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self._column("context", response_id)
+
+    def events(self, response_id: str) -> list[dict[str, Any]] | None:
+        """Its events as they were sent; None for an unknown id."""
+        return self._column("events", response_id)
 
     def history(self, response_id: str) -> list[dict[str, Any]] | None:
         """What a continuation of the response starts from: its context, then its output."""

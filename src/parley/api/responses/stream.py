@@ -22,13 +22,21 @@ LAST_EVENTS = {"completed": "response.completed", "incomplete": "response.incomp
 
 
 class _Numbered:
-    """Per stream: SSE bytes with a strictly increasing `sequence_number`."""
+    """Per response: events with a strictly increasing `sequence_number`, kept for replay when the response is
+    stored (keep-alives are not: a replay has no silence to fill)."""
 
-    def __init__(self) -> None:
+    def __init__(self, call: ResponseCall) -> None:
         self._seq = itertools.count()
+        self._kept = call.events if call.store else None
 
-    def __call__(self, kind: str, fields: dict[str, Any]) -> bytes:
-        return sse_event(kind, {"type": kind, **fields, "sequence_number": next(self._seq)})
+    def event(self, kind: str, fields: dict[str, Any], keep: bool = True) -> dict[str, Any]:
+        event = {"type": kind, **fields, "sequence_number": next(self._seq)}
+        if keep and self._kept is not None:
+            self._kept.append(event)
+        return event
+
+    def sse(self, kind: str, fields: dict[str, Any], keep: bool = True) -> bytes:
+        return sse_event(kind, self.event(kind, fields, keep))
 
 
 async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | None, save: Save
@@ -37,13 +45,13 @@ async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | 
     `error` event and `response.failed`. Through a long prefill, `response.in_progress` repeats every ping
     interval: Codex gives a stream up after 5 minutes without an event, and SSE comments are not events to it."""
     assert call.chat is not None
-    emit = _Numbered()
+    emit = _Numbered(call).sse
     yield emit("response.created", {"response": call.snapshot("in_progress")})
     yield emit("response.in_progress", {"response": call.snapshot("in_progress")})
     try:
         async for event in with_heartbeat(call.chat.events(), ping_interval, guard):
             if event is None:  # an event, not an SSE comment: Codex times out on 5 minutes without one
-                yield emit("response.in_progress", {"response": call.snapshot("in_progress")})
+                yield emit("response.in_progress", {"response": call.snapshot("in_progress")}, keep=False)
                 continue
             if isinstance(event, PromptCached):
                 call.cached_tokens = event.cached_tokens
@@ -61,53 +69,23 @@ async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | 
 
 
 async def collect_response(call: ResponseCall) -> dict[str, Any]:
+    """The response once made; its events are numbered and kept as a stream of it would have sent them."""
     assert call.chat is not None
+    emit = _Numbered(call).event
+    emit("response.created", {"response": call.snapshot("in_progress")})
+    emit("response.in_progress", {"response": call.snapshot("in_progress")})
     async for event in call.chat.events():
         if isinstance(event, PromptCached):
             call.cached_tokens = event.cached_tokens
-        call.output.feed(event)
-    return call.snapshot(call.final_status())
+        for kind, fields in call.output.feed(event):
+            emit(kind, fields)
+    final = call.snapshot(call.final_status())
+    emit(LAST_EVENTS[final["status"]], {"response": final})
+    return final
 
 
-def _item_events(index: int, item: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    at = {"item_id": item.get("id"), "output_index": index}
-    kind = item["type"]
-    empty = {**item, "status": "in_progress"}
-    if kind in ("message", "reasoning"):
-        empty["content"] = []
-    elif kind == "function_call":
-        empty["arguments"] = ""
-    elif kind == "custom_tool_call":
-        empty["input"] = ""
-    yield "response.output_item.added", {"output_index": index, "item": empty}
-    for n, part in enumerate(item.get("content") or []):
-        text = part.get("text", "")
-        yield "response.content_part.added", {**at, "content_index": n, "part": {**part, "text": ""}}
-        if part["type"] == "output_text":
-            yield "response.output_text.delta", {**at, "content_index": n, "delta": text, "logprobs": []}
-            yield "response.output_text.done", {**at, "content_index": n, "text": text, "logprobs": []}
-        else:
-            yield "response.reasoning_text.delta", {**at, "content_index": n, "delta": text}
-            yield "response.reasoning_text.done", {**at, "content_index": n, "text": text}
-        yield "response.content_part.done", {**at, "content_index": n, "part": part}
-    if kind == "function_call":
-        yield "response.function_call_arguments.delta", {**at, "delta": item["arguments"]}
-        yield "response.function_call_arguments.done", {**at, "arguments": item["arguments"]}
-    elif kind == "custom_tool_call":
-        yield "response.custom_tool_call_input.delta", {**at, "delta": item["input"]}
-        yield "response.custom_tool_call_input.done", {**at, "input": item["input"]}
-    yield "response.output_item.done", {"output_index": index, "item": item}
-
-
-def replay(response: dict[str, Any]) -> Iterator[bytes]:
-    """A stored response's events, as a stream of it would have sent them (each text in one delta)."""
-    emit = _Numbered()
-    started = {**response, "status": "in_progress", "output": [], "usage": None}
-    yield emit("response.created", {"response": started})
-    yield emit("response.in_progress", {"response": started})
-    for index, item in enumerate(response.get("output") or []):
-        for kind, fields in _item_events(index, item):
-            yield emit(kind, fields)
-    last = LAST_EVENTS.get(response["status"])
-    if last is not None:
-        yield emit(last, {"response": response})
+def replay(events: list[dict[str, Any]], starting_after: int | None = None) -> Iterator[bytes]:
+    """A stored response's events as they were sent (from after `starting_after`, to resume a stream)."""
+    for event in events:
+        if starting_after is None or event["sequence_number"] > starting_after:
+            yield sse_event(event["type"], event)

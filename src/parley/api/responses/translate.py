@@ -40,8 +40,20 @@ def input_items(body: InputTokensRequest) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise InvalidRequestError(f"input.{i}: Input should be an object")
         item = {"type": "message", **item}
+        if item["type"] == "message":
+            item = _message_item(item)
         out.append({"id": item.get("id") or new_id("msg" if item["type"] == "message" else "item"), **item})
     return out
+
+
+def _message_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A message as the API lists it back: content as parts (`input_text`, or an assistant's `output_text`)."""
+    assistant = item.get("role") == "assistant"
+    if isinstance(item.get("content"), str):
+        part = {"type": "output_text", "text": item["content"], "annotations": []} if assistant else {
+            "type": "input_text", "text": item["content"]}
+        item = {**item, "content": [part]}
+    return {**item, "status": item.get("status") or "completed"} if assistant else item
 
 
 def _thinking(body: InputTokensRequest, max_tokens: int) -> Thinking:
