@@ -64,8 +64,9 @@ async def sse_response(call: ResponseCall, ping_interval: float, guard: Guard | 
         error = exception_envelope(True, exc)["error"]
         yield emit("error", {"code": error["code"] or error["type"], "message": error["message"], "param": None})
         final = call.snapshot("failed", {"code": "server_error", "message": error["message"]})
+    last = emit(LAST_EVENTS[final["status"]], {"response": final})  # kept before the save: replays end with it
     await save(call, final)
-    yield emit(LAST_EVENTS[final["status"]], {"response": final})
+    yield last
 
 
 async def collect_response(call: ResponseCall) -> dict[str, Any]:
