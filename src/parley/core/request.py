@@ -40,4 +40,3 @@ class ChatRequest:
     tool_choice: ToolChoice = field(default_factory=ToolChoice)
     thinking: Thinking = field(default_factory=Thinking)
     output: OutputFormat = field(default_factory=OutputFormat)
-    cache_hint: str | None = None  # a client's key for which conversation's prompt cache to reuse
