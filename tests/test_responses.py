@@ -602,3 +602,18 @@ def test_openai_prefix(rserver):
     client = openai.OpenAI(base_url=rserver.url + "/openai/v1", api_key="x", max_retries=0, timeout=120)
     r = client.responses.create(model=SMOL, input="Hi", max_output_tokens=16, **GREEDY)
     assert r.status in ("completed", "incomplete") and client.responses.retrieve(r.id).id == r.id
+
+
+def test_a_long_prefill_is_kept_alive_by_in_progress_events(rserver):
+    """Codex gives a stream up after 5 minutes without an SSE event, and comments are not events to it: while a
+    prompt is prefilled, `response.in_progress` repeats every ping interval (0.5 s here), numbered like the rest."""
+    long_input = "Summarize this log.\n" + "\n".join(f"line {i}: request served in {i % 97} ms" for i in range(300))
+    events = read_sse("POST", rserver.url + "/v1/responses", {
+        "model": QWEN, "input": long_input, "max_output_tokens": 4, "stream": True, "temperature": 0})
+    kinds = [name for name, _ in events]
+    first_item = kinds.index("response.output_item.added")
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[2:first_item].count("response.in_progress") >= 2, kinds[:first_item]
+    numbers = [data["sequence_number"] for _, data in events]
+    assert numbers == list(range(len(events)))
+    assert kinds[-1] in ("response.completed", "response.incomplete")
