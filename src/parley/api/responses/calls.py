@@ -18,6 +18,7 @@ from .output import OutputAssembler
 from .protocol import InputTokensRequest, ResponsesRequest
 from .response import ResponseCall
 from .store import ResponseStore
+from .stream import collect_response
 from .translate import SEALED_REASONING, Translated, input_items, new_id, to_request
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,6 @@ async def save(state: Any, call: ResponseCall, response: dict[str, Any]) -> None
 async def run_in_background(state: Any, call: ResponseCall, request: ChatRequest, runner: EngineRunner) -> None:
     """Runs on the batches' low-priority path: it takes a slot only when interactive requests leave one, and
     starts again from the beginning when one takes it back."""
-    from .stream import collect_response
-
     await save(state, call, call.snapshot("queued"))
     with low_priority():
         while True:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -29,10 +30,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
         task.add_done_callback(lambda _: state.response_tasks.pop(call.id, None))
         return JSONResponse(call.snapshot("queued"))
     call.chat = await fitted(runner, chat_request, body.truncation, state.settings.tool_grammar)
-
-    async def saved(c: Any, response: dict[str, Any]) -> None:
-        await save(state, c, response)
-
+    saved = functools.partial(save, state)
     if body.stream:
         stream = sse_response(call, state.settings.ping_interval, guard, saved)
         return EventStreamResponse(stream, on_close=call.chat.cancel)
