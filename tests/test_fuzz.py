@@ -12,6 +12,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 
+from parley.api.errors import is_openai_path
+
 EXAMPLES = int(os.environ.get("PARLEY_FUZZ_EXAMPLES", "60"))
 
 
@@ -36,7 +38,7 @@ def fuzz_schema(fuzz_server):
 
 
 def _assert_envelope(path: str, body: dict) -> None:
-    if path.startswith("/openai/") or path.endswith("/chat/completions"):
+    if is_openai_path(path):  # the server's own rule: /openai/…, chat completions, the Responses API
         error = body["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"], body
     else:
