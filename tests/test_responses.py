@@ -16,6 +16,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from conftest import QWEN, SMOL
+from sse_util import read_events
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 RESPONSE = pydantic.TypeAdapter(Response)
@@ -110,22 +111,7 @@ def _assert_error(response: httpx.Response, status: int) -> dict:
 
 def read_sse(method: str, url: str, body: dict | None = None, params: dict | None = None,
              timeout: float = 300) -> list[tuple[str, dict]]:
-    """Raw `event:`/`data:` pairs; keep-alive comments are skipped, and each event must name its type twice."""
-    events: list[tuple[str, dict]] = []
-    with httpx.stream(method, url, json=body, params=params, timeout=timeout) as response:
-        assert response.status_code == 200, response.read()[:1000]
-        assert response.headers["content-type"].startswith("text/event-stream")
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[len("event: "):]
-            elif line.startswith("data: "):
-                assert line != "data: [DONE]", "the Responses API ends its stream without [DONE]"
-                data = json.loads(line[len("data: "):])
-                assert data["type"] == name, (name, data)
-                events.append((name, data))
-                name = None
-    return events
+    return read_events(url, body, timeout, method, params)
 
 
 def check_stream(events: list[tuple[str, dict]]) -> tuple[Response, list]:
