@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -165,3 +166,31 @@ def test_cache_memory_stays_within_its_bound(start_server):
         assert state["cache_capacity"] == 1024 and state["cached_tokens"] <= 1024, state
     # Six prompts of ~350 tokens cannot all be held in 1024 cells: old ones were evicted, new ones still ran.
     assert state["cached_tokens"] < 6 * 350
+
+
+def test_prompts_that_fit_the_context_alone_but_not_together_both_answer(start_server):
+    """Two requests of ~60% of a shared 2k context: the second waits for the first's cells instead of failing
+    at decode ("the context is full", a 500 before)."""
+    server = start_server("--parallel", "4", "--n-ctx", "2048")
+    client = server.client()
+    prompts = [" ".join(f"{topic}-note-{j}" for j in range(180)) + f" Summarise the {topic} notes."
+               for topic in ("river", "mountain")]
+    sizes = [client.messages.count_tokens(model=SMOL, messages=[{"role": "user", "content": p}]).input_tokens
+             for p in prompts]
+    assert all(1100 < size < 2047 - 512 for size in sizes) and sum(sizes) > 2048, sizes
+    replies: list = [None, None]
+
+    def ask(i: int) -> None:
+        try:
+            replies[i] = client.messages.create(model=SMOL, max_tokens=16, extra_body=GREEDY,
+                                                messages=[{"role": "user", "content": prompts[i]}])
+        except anthropic.APIError as exc:
+            replies[i] = exc
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert all(isinstance(r, anthropic.types.Message) for r in replies), replies
+    assert [r.usage.input_tokens + r.usage.cache_read_input_tokens for r in replies] == sizes

@@ -73,6 +73,16 @@ def _can_join(request: Request) -> bool:
     return request.cancelled or request.ready()
 
 
+# KV cells kept for each running generation's answer when another joins: past them, two long prompts that
+# each fit the context but not together would fail at decode; a request that finds the cells taken waits.
+ANSWER_RESERVE = 512
+
+
+def _cells_needed(request: Request) -> int:
+    """The cells `request` takes by the end of its prompt and its reserve of answer (or what it produced)."""
+    return len(request.prompt) + max(request.produced + 1, min(request.params.max_tokens, ANSWER_RESERVE))
+
+
 class BatchScheduler:
     def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
                  prefill_chunk: int, store: PrefixStore | None = None, draft_max: int = 0) -> None:
@@ -184,13 +194,21 @@ class BatchScheduler:
 
     def _take_waiting(self) -> list[Request]:
         free = sum(not s.busy for s in self.slots.slots)
+        cells = self._engine.n_ctx - sum(map(_cells_needed, self._active))
         taken: list[Request] = []
         kept: deque[Request] = deque()
+        blocked = False  # one whose KV cells are in use holds back those after it: no overtaking it
         for request in self._waiting:  # in order; one still reading its stored prefix lets others pass
-            if request.cancelled or (request.ready() and free > 0):
+            if request.cancelled:
                 taken.append(request)
-                free -= not request.cancelled
+            elif blocked or not request.ready() or free == 0:
+                kept.append(request)
+            elif cells >= _cells_needed(request) or not (self._active or taken):
+                taken.append(request)
+                free -= 1
+                cells -= _cells_needed(request)
             else:
+                blocked = True
                 kept.append(request)
         self._waiting = kept
         return taken
