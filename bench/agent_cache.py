@@ -7,11 +7,16 @@ from the pinned Claude Code into bench/data/) against `parley serve` over one ne
 2. warm: the same request again (the prefix is in RAM);
 3. restart: a new server process on the same data directory, the same request (restored from disk);
 4. new session: another restart, the same tools and system prompt with another user prompt (the shared
-   prefix is restored, the rest computed).
+   prefix is restored, the rest computed);
+5. new folder: the first request of a project not seen before (Claude Code's system prompt names the
+   project's memory folder), captured in two folders, cold in one and then after a restart in the other:
+   once as Claude Code sends it by default, once with `--exclude-dynamic-system-prompt-sections` (what
+   `parley launch claude` passes), which moves those lines into the first user message.
 
 Prints time to first token and `cache_read_input_tokens` of each, with its ratio to cold.
 
     .venv/bin/python bench/agent_cache.py [--model qwen2.5-coder-0.5b-instruct] [--capture] [--json OUT]
+        [--skip-new-folder]
 """
 
 from __future__ import annotations
@@ -31,11 +36,37 @@ from pathlib import Path
 from common import start_parley, stop_process, stream_messages
 
 REQUEST = Path(__file__).parent / "data" / "claude_code_first_request.json"
+FOLDERS = Path(__file__).parent / "data" / "claude_code_first_request_in_two_folders.json"
 
 
 def capture(out: Path) -> None:
-    """Run Claude Code against a recorder that keeps its first /v1/messages body, then stop it."""
-    from claude_code import CLAUDE_CODE_VERSION, claude_binary
+    """Claude Code's first request, recorded into `out`."""
+    from claude_code import CLAUDE_CODE_VERSION
+
+    request = first_request()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"claude_code": CLAUDE_CODE_VERSION, "request": request}, indent=1))
+    print(f"captured {len(json.dumps(request))} bytes, {len(request.get('tools', []))} tools into {out}")
+
+
+def capture_folders(out: Path) -> None:
+    """Claude Code's first request in two project folders, by default and with the flag parley launch adds."""
+    from claude_code import CLAUDE_CODE_VERSION
+
+    from parley.commands.launch import EXCLUDE_DYNAMIC_SECTIONS
+
+    requests = {"default": [first_request(folder=name) for name in ("shop-api", "garden-app")],
+                "exclude": [first_request(folder=name, args=(EXCLUDE_DYNAMIC_SECTIONS,))
+                            for name in ("shop-api", "garden-app")]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"claude_code": CLAUDE_CODE_VERSION, "requests": requests}, indent=1))
+    print(f"captured the first requests in two folders into {out}")
+
+
+def first_request(folder: str = "", args: tuple[str, ...] = ()) -> dict:
+    """Run Claude Code (in `folder` under a new home) against a recorder that keeps its first /v1/messages
+    body, then stop it."""
+    from claude_code import claude_binary
 
     got: list[dict] = []
     done = threading.Event()
@@ -59,17 +90,17 @@ def capture(out: Path) -> None:
         env.update(HOME=tmp, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}",
                    ANTHROPIC_API_KEY="not-needed", ANTHROPIC_MODEL="parley", ANTHROPIC_SMALL_FAST_MODEL="parley",
                    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
-        proc = subprocess.Popen([str(claude_binary()), "-p", "What does hello.py print? Read the file first.",
-                                 "--output-format", "json"], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
+        project = Path(tmp) / folder
+        project.mkdir(exist_ok=True)
+        proc = subprocess.Popen([str(claude_binary()), *args, "-p", "What does hello.py print? Read the file first.",
+                                 "--output-format", "json"], cwd=project, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         done.wait(120)
         proc.kill()
     server.shutdown()
     if not got:
         raise RuntimeError("Claude Code sent no request")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"claude_code": CLAUDE_CODE_VERSION, "request": got[0]}, indent=1))
-    print(f"captured {len(json.dumps(got[0]))} bytes, {len(got[0].get('tools', []))} tools into {out}")
+    return got[0]
 
 
 def _serve(model: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -103,15 +134,31 @@ def _bodies(request: dict, model: str) -> tuple[dict, dict]:
     return body, other
 
 
+def _new_folder(model: str, kind: str, first: dict, second: dict) -> dict[str, dict]:
+    """The first folder's request cold on a new data directory; after a restart, the second folder's."""
+    with tempfile.TemporaryDirectory() as data:
+        proc, url = _serve(model, Path(data))
+        rows = {f"new folder, {kind}: cold": _first_token(url, first)}
+        time.sleep(2)
+        stop_process(proc, 60)
+        proc, url = _serve(model, Path(data))
+        rows[f"new folder, {kind}"] = _first_token(url, second)
+        stop_process(proc, 60)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     parser.add_argument("--request", type=Path, default=REQUEST)
     parser.add_argument("--capture", action="store_true", help="record a fresh request from Claude Code first")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--skip-new-folder", action="store_true", help="leave out the new-folder rows")
     args = parser.parse_args()
     if args.capture or not args.request.exists():
         capture(args.request)
+    if not args.skip_new_folder and (args.capture or not FOLDERS.exists()):
+        capture_folders(FOLDERS)
     captured = json.loads(args.request.read_text())
     body, other = _bodies(captured["request"], args.model)
     rows: dict[str, dict] = {}
@@ -129,13 +176,16 @@ def main() -> int:
         files = sorted((Path(data) / "prompt-cache").glob("*.kv"))
         disk_mb = sum(f.stat().st_size for f in files) / 1e6
         stop_process(proc, 60)
+    if not args.skip_new_folder:
+        for kind, requests in json.loads(FOLDERS.read_text())["requests"].items():
+            rows |= _new_folder(args.model, kind, *(_bodies(r, args.model)[0] for r in requests))
     cold = rows["cold"]["ttft_s"]
     print(f"{args.model}; Claude Code {captured.get('claude_code')} first request, "
           f"{len(body.get('tools', []))} tools; disk cache {len(files)} files, {disk_mb:.0f} MB")
-    print(f"{'run':24} {'prompt':>7} {'cached':>7} {'TTFT s':>8} {'x cold':>7}")
+    print(f"{'run':32} {'prompt':>7} {'cached':>7} {'TTFT s':>8} {'x cold':>7}")
     for name, row in rows.items():
         row["ratio_to_cold"] = round(row["ttft_s"] / cold, 3)
-        print(f"{name:24} {row['input_tokens']:7d} {row['cache_read_input_tokens']:7d} {row['ttft_s']:8.2f} "
+        print(f"{name:32} {row['input_tokens']:7d} {row['cache_read_input_tokens']:7d} {row['ttft_s']:8.2f} "
               f"{row['ratio_to_cold']:7.3f}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "runs": rows, "disk_mb": round(disk_mb)}, indent=1))

@@ -193,8 +193,9 @@ class TaskRun:
 
 def run_task(binary: Path, server_url: str, model: str, prompt: str, workdir: Path, home: Path, *,
              timeout: float = 1800, extra_args: tuple[str, ...] = (),
-             max_output_tokens: int | None = None) -> TaskRun:
-    """`claude -p PROMPT --output-format json` in `workdir`, talking to `server_url` through a recorder."""
+             max_output_tokens: int | None = None, extra_env: dict[str, str] | None = None) -> TaskRun:
+    """`claude -p PROMPT --output-format json` in `workdir`, talking to `server_url` through a recorder;
+    `extra_env` is added to (and wins over) Claude Code's environment here."""
 
     proxy = RecordingProxy(server_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
@@ -203,6 +204,7 @@ def run_task(binary: Path, server_url: str, model: str, prompt: str, workdir: Pa
                CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1", API_TIMEOUT_MS="1800000")
     if max_output_tokens:  # bounds a rambling small model's turn; Claude Code otherwise asks for 32000
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_output_tokens)
+    env.update(extra_env or {})
     home.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     try:

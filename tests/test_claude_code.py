@@ -22,7 +22,10 @@ from conftest import QWEN
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from claude_code import claude_binary, run_task  # noqa: E402
+from claude_session import seed_session  # noqa: E402
 from npm import NpmUnavailable  # noqa: E402
+
+from parley.commands.launch import claude_context  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,42 @@ def test_claude_code_reads_a_file(claude, server, tmp_path):
         assert "max_tokens" in [e.stop_reason for e in messages], [e.stop_reason for e in messages]
     else:
         assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (run.result, run.stderr[-2000:])
+
+
+SUMMARY_PROMPT = "Your task is to create a detailed summary of"  # Claude Code 2.1's compaction request
+
+
+def _compacting(exchange) -> bool:
+    """Whether a request is Claude Code's compaction: it asks the model to summarise the conversation."""
+    return SUMMARY_PROMPT in json.dumps(exchange.request) if isinstance(exchange.request, dict) else False
+
+
+@pytest.mark.timeout(2400)
+def test_a_session_past_the_window_compacts_and_answers(claude, start_server, tmp_path):
+    """A resumed session whose transcript (four Read turns of ~2k-token files) is past the point where Claude
+    Code, configured as `parley launch claude` configures it for a 20k context, compacts: it summarises
+    first, then answers; no request is refused ("prompt is too long") or fails. Claude Code's own prompt is
+    kept small (one tool, a one-line system prompt) so that the compaction's prefill is minutes, not ten."""
+    server = start_server("--n-ctx", "20480")
+    window = next(m for m in httpx.get(server.url + "/v1/models", timeout=10).json()["data"]
+                  if m["id"] == QWEN)["max_input_tokens"]
+    project, home = tmp_path / "project", tmp_path / "home"
+    project.mkdir()
+    session = seed_session(home, project, turns=4, model=QWEN)
+    run = run_task(claude, server.url, QWEN, "Which module defines item_2_5? Answer in one sentence.", project,
+                   home, timeout=2100, extra_env=claude_context(window),
+                   extra_args=("--resume", session, "--tools", "Read", "--disable-slash-commands", "--max-turns", "3",
+                               "--system-prompt", "You are a coding assistant working in this project."))
+    messages = [e for e in run.exchanges if e.path.startswith("/v1/messages")]
+    summary = {"exit": run.returncode, "seconds": round(run.seconds), "answer": str(run.result.get("result"))[:300],
+               "requests": [(e.status, len(e.request.get("messages", [])), _compacting(e)) for e in messages]}
+    log.warning("Claude Code session past its window: %s", json.dumps(summary))
+    assert run.problems == [], run.problems  # every request a 2xx, every stream whole
+    compactions = [i for i, e in enumerate(messages) if _compacting(e)]
+    assert compactions, (summary, run.stderr[-2000:])  # its summary request reached the server
+    # After the summary, the conversation went on from it: far fewer messages than the transcript's 16.
+    after = [e for e in messages[compactions[-1] + 1:] if not _compacting(e)]
+    assert after and len(after[0].request["messages"]) < 16, summary
+    outcome = (run.returncode, run.result.get("is_error"), run.result.get("subtype"))
+    assert outcome in ((0, False, "success"), (1, True, "error_max_turns")), (run.result, run.stderr[-2000:])
+    assert httpx.get(server.url + "/health", timeout=5).status_code == 200 and server.proc.poll() is None

@@ -19,8 +19,9 @@ import pexpect
 import pytest
 
 from conftest import QWEN, SMOL
-from parley.commands.launch import CLAUDE_CODE_PROMPT_TOKENS, MODEL_VARIABLES
+from parley.commands.launch import CLAUDE_CODE_PROMPT_TOKENS, MODEL_VARIABLES, claude_compacts_at
 from parley.commands.launch_codex import CODEX_PROMPT_TOKENS, TOKEN_VARIABLE
+from parley.commands.local_server import WORKING_ROOM
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -58,9 +59,12 @@ def test_config_prints_what_claude_code_needs_in_shell_syntax(server):
     assert {env[name] for name in MODEL_VARIABLES} == {QWEN}  # every role: no request names a model parley lacks
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1" and int(env["API_TIMEOUT_MS"]) >= 600_000
     assert "warning" not in shown.stderr  # Qwen serves 32k
-    # The window Claude Code plans with is the one parley enforces.
+    # The window Claude Code plans with is the one parley enforces, and the output cap leaves it room to work
+    # before it compacts: 32,767 - 4,095 - 13,000 = 15,672 tokens, its first request being ~11,550.
     window = _served(server.url, QWEN)["max_input_tokens"]
-    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == str(window)
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(window) and env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "4095"
+    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in env  # below 100k Claude Code reads it as 100k
+    assert claude_compacts_at(window) - CLAUDE_CODE_PROMPT_TOKENS >= WORKING_ROOM
 
 
 def test_a_context_shorter_than_claude_codes_prompt_is_warned_about(server):
@@ -70,6 +74,51 @@ def test_a_context_shorter_than_claude_codes_prompt_is_warned_about(server):
     assert context < CLAUDE_CODE_PROMPT_TOKENS
     assert f"warning: {SMOL} serves a context of {context:,} tokens" in shown.stderr, shown.stderr
     assert f"about {CLAUDE_CODE_PROMPT_TOKENS:,} tokens" in shown.stderr
+    assert "needs a context of at least 32,738 tokens" in shown.stderr and "--n-ctx 32768" in shown.stderr
+
+
+def _prompt_of(url: str, model: str, tokens: int) -> list[dict]:
+    """Messages whose prompt is exactly `tokens` long, as count_tokens counts it (one token a word here)."""
+    words = tokens
+    for _ in range(5):
+        messages = [{"role": "user", "content": "a " * words}]
+        counted = httpx.post(url + "/v1/messages/count_tokens", json={"model": model, "messages": messages},
+                             timeout=60).json()["input_tokens"]
+        if counted == tokens:
+            return messages
+        words += tokens - counted
+    raise AssertionError(f"no prompt of exactly {tokens} tokens found (last: {counted})")
+
+
+@pytest.mark.timeout(600)
+def test_the_window_agrees_everywhere(start_server):
+    """For each packaged model: the models list, the refusal threshold, the loaded engine and what `launch`
+    tells Claude Code and Codex are one number, and both agents compact before parley would refuse. (A 4k
+    context keeps Qwen's full-window prompt to a minute of prefill; both agents are warned it is too small.)"""
+    small = start_server("--n-ctx", "4096")
+    for model in (QWEN, SMOL):
+        window = _served(small.url, model)["max_input_tokens"]
+        assert window == 4095, window
+        ask = {"model": model, "max_tokens": 1}
+        fits = httpx.post(small.url + "/v1/messages", json=ask | {"messages": _prompt_of(small.url, model, window)},
+                          timeout=300)
+        assert fits.status_code == 200, fits.text
+        usage = fits.json()["usage"]
+        assert usage["input_tokens"] + usage["cache_read_input_tokens"] == window
+        assert small.health()["models"][model]["cache_capacity"] == window + 1
+        over = httpx.post(small.url + "/v1/messages",
+                          json=ask | {"messages": _prompt_of(small.url, model, window + 1)}, timeout=60)
+        assert over.status_code == 400 and over.json()["error"] == {
+            "type": "invalid_request_error", "message": f"prompt is too long: {window + 1} tokens > {window} maximum"}
+        claude = _launch("--config", "--url", small.url, "--model", model)
+        env = _exported(claude.stdout)
+        assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(window)
+        assert claude_compacts_at(window) + int(env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"]) < window
+        assert "needs a context of at least 32,738 tokens" in claude.stderr, claude.stderr
+        overrides, _, _ = _codex_config(_launch("--config", "--url", small.url, "--model", model,
+                                                agent="codex").stdout)
+        assert overrides["model_context_window"] == window
+        assert overrides["model_auto_compact_token_limit"] + overrides["tool_output_token_limit"] < window
 
 
 def test_the_warning_threshold_is_what_claude_code_sends(server):

@@ -22,11 +22,31 @@ CLAUDE_CODE_PACKAGE = "@anthropic-ai/claude-code"
 # Claude Code 2.1.332's first request (system prompt, 12 tools, a system message), counted by parley with
 # Qwen2.5's tokenizer: bench/data/claude_code_first_request.json; tests/test_launch.py re-measures it.
 CLAUDE_CODE_PROMPT_TOKENS = 11_550
-CLAUDE_CODE = Agent("Claude Code", "claude", CLAUDE_CODE_PACKAGE, CLAUDE_CODE_PROMPT_TOKENS,
+# Claude Code 2.1 compacts once a conversation passes its window less min(output cap, 20,000) less a buffer of
+# 13,000 tokens (CLAUDE_AUTOCOMPACT_PCT_OVERRIDE can only lower that); read from 2.1.332's own code.
+CLAUDE_SUMMARY_RESERVE_CAP = 20_000
+CLAUDE_COMPACT_BUFFER = 13_000
+# Claude Code reads a CLAUDE_CODE_AUTO_COMPACT_WINDOW below 100k as 100k (and warns about it).
+CLAUDE_AUTO_COMPACT_WINDOW_MINIMUM = 100_000
+
+
+def claude_output_cap(window: int) -> int:
+    """The output cap parley gives Claude Code: an eighth of the window (as for Codex), at most Claude Code's
+    own reserve for a summary. Its default, 32,000 for a model it does not know, would leave a 32k window no
+    room at all before compaction."""
+    return min(window // 8, CLAUDE_SUMMARY_RESERVE_CAP)
+
+
+def claude_compacts_at(window: int) -> int:
+    return window - min(claude_output_cap(window), CLAUDE_SUMMARY_RESERVE_CAP) - CLAUDE_COMPACT_BUFFER
+
+
+CLAUDE_CODE = Agent("Claude Code", "claude", CLAUDE_CODE_PACKAGE, CLAUDE_CODE_PROMPT_TOKENS, claude_compacts_at,
                     places=(".claude/local/claude", ".local/bin/claude"))
 AGENTS = {"claude": CLAUDE_CODE, "codex": launch_codex.CODEX}
 # On 2 cores the first prefill takes minutes; Claude Code's own default gives up after 10.
 API_TIMEOUT_MS = "3600000"
+EXCLUDE_DYNAMIC_SECTIONS = "--exclude-dynamic-system-prompt-sections"
 MODEL_VARIABLES = ("ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL", "ANTHROPIC_DEFAULT_HAIKU_MODEL",
                    "ANTHROPIC_DEFAULT_SONNET_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "CLAUDE_CODE_SUBAGENT_MODEL")
 
@@ -78,27 +98,53 @@ def connect(args: argparse.Namespace, settings: Settings, url: str, agent: Agent
     models = list_models(url, token)
     model = _pick_model(args, models, server.health.get("default_model"), agent.name)
     target = Target(server, token, model, next(m for m in models if m["id"] == model))
-    if target.context < agent.prompt_tokens:
+    if target.context and target.context < agent.window_needed():
+        refused = ("requests will be refused" if target.context < agent.prompt_tokens else
+                   f"it would compact its history on every turn (at {agent.compacts_at(target.context):,} tokens)")
         print(f"parley: warning: {model} serves a context of {target.context:,} tokens, but {agent.name}'s first "
-              f"request alone is about {agent.prompt_tokens:,} tokens (its system prompt and tools): "
-              f"requests will be refused. Pick a model with a longer context.", file=sys.stderr)
+              f"request alone is about {agent.prompt_tokens:,} tokens (its system prompt and tools): {refused}. "
+              f"{agent.name} needs a context of at least {agent.window_needed():,} tokens: serve the model with "
+              f"`--n-ctx {_n_ctx_for(agent.window_needed())}` (if it was trained that long) or pick one with a "
+              f"longer context.", file=sys.stderr)
     return target
 
 
+def _n_ctx_for(window: int) -> int:
+    """The --n-ctx (a multiple of 1024) that serves a window of `window` tokens (one cell is the answer's)."""
+    return -(-(window + 1) // 1024) * 1024
+
+
 def claude_context(window: int) -> dict[str, str]:
-    """The window parley enforces, as the one Claude Code plans with (its `contextWindow`): for a model it does
-    not know it assumes 200k (or 1M), and a session then grows until parley refuses it."""
-    return {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window), "CLAUDE_CODE_AUTO_COMPACT_WINDOW": str(window)}
+    """The window parley enforces, as the one Claude Code plans with (its `contextWindow`; for a model it does
+    not know it assumes 200k or 1M, and a session then grows until parley refuses it), and the output cap that
+    makes it compact at claude_compacts_at(window), before parley would refuse a request."""
+    if window <= 0:  # a server that does not say its context leaves Claude Code's own defaults
+        return {}
+    env = {"CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(window),
+           "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(claude_output_cap(window))}
+    if window >= CLAUDE_AUTO_COMPACT_WINDOW_MINIMUM:  # below, the context above is the window it compacts in
+        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(window)
+    return env
 
 
 def _launch_claude(args: argparse.Namespace, target: Target, claude: Path | None) -> int:
     env = claude_environment(target.url, target.token, target.model) | claude_context(target.context)
+    if not args.config and os.environ.get("CLAUDE_CODE_MAX_OUTPUT_TOKENS"):
+        env.pop("CLAUDE_CODE_MAX_OUTPUT_TOKENS", None)  # the user's own cap: any cap compacts before a refusal
     if args.config:
         print("\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items()))
         return 0
     print(f"parley: launching {claude} with model {target.model} against {target.url}", file=sys.stderr)
     child = {**{k: v for k, v in os.environ.items() if k not in env}, **env}
-    return subprocess.run([str(claude), *args.passthrough], env=child).returncode
+    return subprocess.run([str(claude), *claude_arguments(args.passthrough)], env=child).returncode
+
+
+def claude_arguments(passthrough: list[str]) -> list[str]:
+    """The user's arguments, after `--exclude-dynamic-system-prompt-sections`: Claude Code then moves the
+    per-project sections (working directory, memory folder, git status) out of its system prompt into the first
+    user message, so that the system prompt and tools (~11k tokens) are one prefix in every folder, restored
+    from the prompt cache on a project's first request (it ignores the flag beside --system-prompt)."""
+    return passthrough if EXCLUDE_DYNAMIC_SECTIONS in passthrough else [EXCLUDE_DYNAMIC_SECTIONS, *passthrough]
 
 
 def claude_environment(url: str, token: str | None, model: str) -> dict[str, str]:

@@ -24,7 +24,14 @@ CODEX_PACKAGE = "@openai/codex"
 # Qwen2.5's tokenizer through POST /v1/responses/input_tokens:
 # bench/data/codex_first_request.json; tests/test_launch.py re-measures it.
 CODEX_PROMPT_TOKENS = 8_590
-CODEX = Agent("Codex", "codex", CODEX_PACKAGE, CODEX_PROMPT_TOKENS)
+
+
+def compaction_limit(context: int) -> int:
+    """Codex's `model_auto_compact_token_limit` for a window of `context` tokens (see codex_overrides)."""
+    return context - 2 * (context // 8)
+
+
+CODEX = Agent("Codex", "codex", CODEX_PACKAGE, CODEX_PROMPT_TOKENS, compaction_limit)
 PROVIDER = "parley"
 TOKEN_VARIABLE = "PARLEY_CODEX_API_KEY"  # the provider's env_key: Codex sends it as `Authorization: Bearer`
 # Codex gives up on a stream after 5 minutes without an SSE event (comments do not count); a first prefill
@@ -40,7 +47,6 @@ def codex_overrides(url: str, model: str, context: int) -> list[str]:
     `tool_output_token_limit`) and asks for an answer; the compaction request itself carries the history, the
     tool output and a summary prompt, and its summary is an answer too. So the limit leaves an eighth of the
     window for one tool output and an eighth for the answer: 24,577 of the packaged Qwen's 32,767 tokens."""
-    share = context // 8
     values: dict[str, str | int] = {
         "model": model, "model_provider": PROVIDER,
         f"model_providers.{PROVIDER}.name": "parley",
@@ -50,8 +56,8 @@ def codex_overrides(url: str, model: str, context: int) -> list[str]:
         f"model_providers.{PROVIDER}.stream_idle_timeout_ms": STREAM_IDLE_TIMEOUT_MS,
     }
     if context > 0:  # a server that does not say its context leaves Codex's own defaults
-        values |= {"model_context_window": context, "model_auto_compact_token_limit": context - 2 * share,
-                   "tool_output_token_limit": share}
+        values |= {"model_context_window": context, "model_auto_compact_token_limit": compaction_limit(context),
+                   "tool_output_token_limit": context // 8}
     # json.dumps writes a TOML basic string for a str (the same escapes) and a TOML integer for an int.
     return [f"{key}={json.dumps(value)}" for key, value in values.items()]
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class Found:
     log: Path | None = None
 
 
+# Room for one turn of work (a tool result and an answer) between an agent's first request and its compaction.
+WORKING_ROOM = 4096
+
+
 @dataclass(frozen=True)
 class Agent:
     """An agent `parley launch` runs: what it is called, how it is installed and found, and the size of its
@@ -41,7 +46,20 @@ class Agent:
     command: str  # its executable: "claude"
     package: str  # its npm package, for the install hint
     prompt_tokens: int  # its first request, counted by parley with the packaged Qwen's tokenizer
+    # The conversation size (tokens) at which the agent, as `parley launch` configures it for a window of this
+    # many tokens, compacts its history.
+    compacts_at: Callable[[int], int]
     places: tuple[str, ...] = ()  # where its own installer puts it, under the home directory
+
+    def window_needed(self) -> int:
+        """The smallest window in which the agent compacts only after its first request and a turn of work
+        (WORKING_ROOM tokens) fit: below it, it compacts on every turn or is refused."""
+        low, high = self.prompt_tokens, 1 << 22
+        while low < high:  # compacts_at grows with the window
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if self.compacts_at(middle) < self.prompt_tokens + WORKING_ROOM \
+                else (low, middle)
+        return low
 
     def binary(self) -> Path | None:
         """The agent on PATH, else in npm's global prefix, else where its own installer puts it."""
