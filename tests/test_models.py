@@ -147,3 +147,16 @@ def test_cli_models_lists_the_same(places):
     rows = [line.split() for line in out.splitlines()[1:]]  # below the header: ID first, STATUS last
     assert [row[0] for row in rows if row[-1] in ("ok", "default")] == EXPECTED
     assert any(row[0] == "broken" and "corrupt:" in row for row in rows)
+
+
+def test_rope_scaling_is_a_setting_that_lengthens_the_served_context(start_server):
+    """YaRN by --rope-scaling-factor: SmolLM2 (trained on 8k) is served with 16k when asked, and the list says
+    so before and after loading; without the setting parley never serves past the trained length."""
+    scaled = start_server("--rope-scaling-factor", "2")
+    client = scaled.client()
+    assert client.models.retrieve(SMOL).max_input_tokens == 16383
+    assert client.models.retrieve(QWEN).max_input_tokens == 32767  # --n-ctx (32768) is below 2 × 32k
+    reply = client.messages.create(model=SMOL, max_tokens=4, messages=[{"role": "user", "content": "hi"}])
+    assert reply.usage.output_tokens >= 1
+    assert scaled.health()["models"][SMOL]["cache_capacity"] == 16384
+    assert client.models.retrieve(SMOL).max_input_tokens == 16383

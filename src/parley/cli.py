@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--host", help=fields["host"].description)
             cmd.add_argument("--port", type=int, help=fields["port"].description)
             cmd.add_argument("--n-ctx", type=int, help=fields["n_ctx"].description)
+            cmd.add_argument("--rope-scaling-factor", type=float, help=fields["rope_scaling_factor"].description)
             cmd.add_argument("--threads", dest="n_threads", type=int, help=fields["n_threads"].description)
             cmd.add_argument("--max-queue", type=int, help=fields["max_queue"].description)
             cmd.add_argument("--parallel", type=int, help=fields["parallel"].description)

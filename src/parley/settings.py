@@ -44,7 +44,12 @@ class Settings(BaseSettings):
         description="Where data that outlives a restart is kept: Message Batches, the prompt cache on disk "
                     "(default: <cache dir>/data).")
     hf_cache_dir: Path | None = Field(None, description="Hugging Face hub cache (default: HF_HUB_CACHE).")
-    n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length).")
+    n_ctx: int = Field(32768, description="Context size per model (capped at the model's trained length, times "
+                                          "--rope-scaling-factor).")
+    rope_scaling_factor: float = Field(
+        1.0, ge=1.0, description="Serve a GGUF model past its trained length by YaRN rope scaling (llama.cpp): its "
+                                 "context is capped at the trained length times this factor (1: off). Only for "
+                                 "models made for it (e.g. Qwen2.5 7B and larger: 4).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
     n_batch: int = Field(512, description="Prompt tokens evaluated per llama.cpp decode call.")
     engine: str = Field(

@@ -34,3 +34,9 @@ class ModelFacts:
     def reasoning(self) -> bool:
         template = self.chat_template or ""
         return "<think>" in template or "enable_thinking" in template
+
+
+def served_context(asked: int, trained: int | None, rope_scaling_factor: float = 1.0) -> int:
+    """The context a model is served with: the one asked for, capped at its trained length (times the rope
+    scaling factor, when scaled). The registry's answer for an unloaded model and the engine's own agree."""
+    return min(asked, int(trained * rope_scaling_factor)) if trained else asked

@@ -77,7 +77,8 @@ def _load(target: str) -> Any:
 
 
 def _llamacpp_options(get: Setting) -> dict[str, Any]:
-    return {"n_ctx": int(get("n_ctx")), "n_threads": get("n_threads"), "n_batch": int(get("n_batch")),
+    return {"n_ctx": int(get("n_ctx")), "rope_scaling_factor": float(get("rope_scaling_factor")),
+            "n_threads": get("n_threads"), "n_batch": int(get("n_batch")),
             "min_p": float(get("min_p")), "n_slots": int(get("parallel")), "prefill_chunk": int(get("prefill_chunk")),
             "draft_max": int(get("draft_max")),
             "disk_cache": {"dir": str(Path(get("data_dir")) / "prompt-cache"), "max_bytes": int(get("disk_cache_size")),

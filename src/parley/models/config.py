@@ -23,7 +23,8 @@ from typing import Any
 from ..engines.registry import ENGINE_CHOICES
 
 # Settings a model table may override, with their types; `vllm` is a table of vLLM engine arguments.
-MODEL_KEYS: dict[str, type] = {"n_ctx": int, "n_threads": int, "n_batch": int, "min_p": float, "parallel": int,
+MODEL_KEYS: dict[str, type] = {"n_ctx": int, "rope_scaling_factor": float, "n_threads": int, "n_batch": int,
+                                "min_p": float, "parallel": int,
                                 "prefill_chunk": int, "max_model_rss_mb": float, "engine": str, "vllm": dict}
 
 

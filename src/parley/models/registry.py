@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engines.base import Engine
-from ..engines.facts import CorruptModelError, ModelFacts
+from ..engines.facts import CorruptModelError, ModelFacts, served_context
 from ..engines.isolated import EngineSpec, IsolatedEngine
 from ..engines.registry import FORMATS, EngineKind, engine_for
 from ..engines.runner import EngineRunner, GenerationStats
@@ -83,9 +83,12 @@ class ModelRegistry:
         facts = self.inspect(entry)
         if isinstance(facts, str):
             return None, None
-        asked = int(self.config.overrides(canonical).get("n_ctx", self._settings.n_ctx))
-        trained = facts.context_length
-        return (min(asked, trained) if trained else asked), facts.chat_template
+        own = self.config.overrides(canonical)
+        asked = int(own.get("n_ctx", self._settings.n_ctx))
+        scaling = float(own.get("rope_scaling_factor", self._settings.rope_scaling_factor))
+        if self.engine_of(entry).name != "llamacpp":  # rope scaling is llama.cpp's setting
+            scaling = 1.0
+        return served_context(asked, facts.context_length, scaling), facts.chat_template
 
     def engine_of(self, entry: ModelEntry) -> EngineKind:
         """The engine that serves this model: its config's `engine`, else --engine, else the first installed

@@ -14,6 +14,7 @@ from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
 from ..base import AfterDelivery, Generation, Sink, SpeaksThroughVocabulary
+from ..facts import served_context
 from ..features import EngineFeatures
 from ..prefix_store import PrefixStore
 from . import cpu_backend
@@ -33,9 +34,11 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None = None, n_batch: int = 512,
                  min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128,
-                 disk_cache: dict[str, Any] | None = None, draft_max: int = 0) -> None:
+                 disk_cache: dict[str, Any] | None = None, draft_max: int = 0,
+                 rope_scaling_factor: float = 1.0) -> None:
         """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off);
-        `draft_max`: the longest prompt-lookup draft verified per step (0: no speculative decoding)."""
+        `draft_max`: the longest prompt-lookup draft verified per step (0: no speculative decoding);
+        `rope_scaling_factor` > 1: YaRN past the trained length, by that factor."""
         self.cpu_backend = cpu_backend.ensure_loaded()
         self.vocab = LlamaCppVocab(path)
         self._model = self.vocab.model
@@ -43,7 +46,11 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         try:
             trained = self._model.n_ctx_train()
             params = llama_cpp.llama_context_default_params()
-            params.n_ctx = min(n_ctx, trained) if trained > 0 else n_ctx
+            params.n_ctx = served_context(n_ctx, trained if trained > 0 else None, rope_scaling_factor)
+            if rope_scaling_factor > 1 and trained > 0:  # as llama-server's --rope-scaling yarn --rope-scale
+                params.rope_scaling_type = llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN
+                params.rope_freq_scale = 1 / rope_scaling_factor
+                params.yarn_orig_ctx = trained
             params.n_batch = params.n_ubatch = n_batch
             params.n_threads = params.n_threads_batch = threads
             on_disk = bool(disk_cache and disk_cache["max_bytes"] > 0)

@@ -18,6 +18,7 @@ from typing import Any
 from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ..base import Done, Generation, Sampled, Sink, SpeaksThroughVocabulary, Started, TokenLogprob
+from ..facts import served_context
 from ..features import EngineFeatures
 from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
 from .vocab import MlxVocab, mlx_available
@@ -68,7 +69,7 @@ class MlxEngine(SpeaksThroughVocabulary):
             raise InvalidRequestError(f"MLX model '{path.name}' could not be loaded: {exc}") from exc
         self.vocab = MlxVocab(path, self._tokenizer)
         trained = self.vocab.n_ctx_train
-        self.n_ctx = min(n_ctx, trained) if isinstance(trained, int) and trained > 0 else n_ctx
+        self.n_ctx = served_context(n_ctx, trained if isinstance(trained, int) and trained > 0 else None)
         self._hf = self.vocab.hf
         self._eos = self.vocab.eos
         self._min_p = min_p
