@@ -153,3 +153,30 @@ def test_a_longer_file_supersedes_its_prefix_and_the_bound_evicts_the_oldest(tmp
     names = {p.name for p in tmp_path.glob("*.kv")}
     assert len(names) == 2 and store.longest(list(range(17))) is None
     assert store.longest([8] * 13) is not None
+
+
+def test_a_parked_state_dropped_from_memory_goes_to_disk(start_server, tmp_path):
+    """Parked (idle) states beyond the bound of host memory (--n-ctx tokens) go to the disk prompt cache instead
+    of nowhere: the next turn of a conversation whose state was dropped reads its prompt *and its answer*
+    from disk, where the prompt alone was stored when it was prefilled."""
+    server = start_server("--data-dir", str(tmp_path), "--n-ctx", "2048", "--parallel", "4",
+                          "--disk-cache-min-tokens", "256")
+    client = server.client()
+    notes = " ".join(f"item-{i}" for i in range(150))
+    count = [{"role": "user", "content": f"Notes: {notes}\n\nCount from 1 to 150, one number per line."}]
+    first = client.messages.create(model=SMOL, max_tokens=400, extra_body={"temperature": 0}, messages=count)
+    prompt = first.usage.input_tokens
+    assert first.usage.output_tokens >= 200, first.content[0].text[:200]  # the answer to carry to disk
+    for topic in ("rivers", "mountains"):  # two more conversations: the first's parked state is dropped
+        filler = " ".join(f"{topic}-fact-{j}" for j in range(220))
+        client.messages.create(model=SMOL, max_tokens=4, extra_body={"temperature": 0},
+                               messages=[{"role": "user", "content": f"Notes: {filler}. Summarise them."}])
+    deadline = time.monotonic() + 30
+    while "a parked state of" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # the writer thread writes it
+    follow = count + [{"role": "assistant", "content": first.content[0].text},
+                      {"role": "user", "content": "Now count down from 5."}]
+    again = client.messages.create(model=SMOL, max_tokens=4, extra_body={"temperature": 0}, messages=follow)
+    assert again.usage.cache_read_input_tokens > prompt, (prompt, again.usage)  # the answer came from disk too
+    assert "a parked state of" in server.log_text() and "prompt cache: restored" in server.log_text()

@@ -98,7 +98,7 @@ class BatchScheduler:
         self._store = store
         # with a store, the context has one sequence more than slots: the scratch one of snapshots
         states = SequenceStates(ctx, scratch=n_slots if store is not None else None)
-        self._cells = SlotCells(ctx, self.slots, states, engine.n_ctx)
+        self._cells = SlotCells(ctx, self.slots, states, engine.n_ctx, store)
         self._reader = ThreadPoolExecutor(1, "parley-prefix-read") if store is not None else None
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()

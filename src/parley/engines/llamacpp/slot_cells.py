@@ -12,7 +12,7 @@ import time
 import llama_cpp
 from llama_cpp._internals import LlamaContext
 
-from ..prefix_store import Restored
+from ..prefix_store import PrefixStore, Restored
 from .slots import Placement, Slot, SlotTable
 from .states import SequenceStates
 
@@ -20,11 +20,13 @@ log = logging.getLogger("parley.llamacpp")
 
 
 class SlotCells:
-    def __init__(self, ctx: LlamaContext, slots: SlotTable, states: SequenceStates, n_ctx: int) -> None:
+    def __init__(self, ctx: LlamaContext, slots: SlotTable, states: SequenceStates, n_ctx: int,
+                 store: PrefixStore | None = None) -> None:
         self._ctx = ctx
         self.slots = slots
         self._states = states
         self._n_ctx = n_ctx
+        self._store = store  # where a parked state dropped from host memory goes
 
     def claim(self, placement: Placement, restored: Restored | None) -> int:
         """Make the placed slot hold the longest known prefix of its prompt (a stored one read from disk when
@@ -59,8 +61,16 @@ class SlotCells:
                     slot.tokens.clear()
                 self._rm(slot, 0)
         for slot in self.slots.parked_over(self._n_ctx):
+            self._to_disk(slot)
             slot.parked = None
             slot.tokens.clear()
+
+    def _to_disk(self, slot: Slot) -> None:
+        """A parked state leaving host memory goes to the disk prompt cache (its writer thread writes it), when
+        it holds enough beyond what is stored: the stored prompt prefix lacks the answer and what followed."""
+        if self._store is not None and slot.parked is not None and self._store.worth_saving(slot.tokens):
+            if self._store.save(list(slot.tokens), slot.parked):
+                log.info("prompt cache: a parked state of %d tokens goes to disk", len(slot.tokens))
 
     def evict_one(self) -> bool:
         """Empty the least recently used idle slot still in the KV cache; False when there is none."""
