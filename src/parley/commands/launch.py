@@ -38,7 +38,8 @@ def claude_output_cap(window: int) -> int:
 
 
 def claude_compacts_at(window: int) -> int:
-    return window - min(claude_output_cap(window), CLAUDE_SUMMARY_RESERVE_CAP) - CLAUDE_COMPACT_BUFFER
+    """Where Claude Code compacts with parley's cap (which is within its summary reserve cap)."""
+    return window - claude_output_cap(window) - CLAUDE_COMPACT_BUFFER
 
 
 CLAUDE_CODE = Agent("Claude Code", "claude", CLAUDE_CODE_PACKAGE, CLAUDE_CODE_PROMPT_TOKENS, claude_compacts_at,
