@@ -27,7 +27,7 @@ def model(server) -> OpenAIResponsesModel:
 def test_text_answer(model, server):
     result = Agent(model, model_settings=GREEDY).run_sync("Say hello in one word.")
     assert isinstance(result.output, str) and result.output.strip()
-    usage = result.usage()
+    usage = result.usage  # a property since pydantic-ai 2.78 (calling it is deprecated)
     assert usage.input_tokens > 0 and usage.output_tokens > 0
     assert server.health()["status"] == "ok"
 
