@@ -64,6 +64,7 @@ def test_config_prints_what_claude_code_needs_in_shell_syntax(server):
     window = _served(server.url, QWEN)["max_input_tokens"]
     assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == str(window) and env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "4095"
     assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in env  # below 100k Claude Code reads it as 100k
+    assert "# then: claude --exclude-dynamic-system-prompt-sections" in shown.stdout
     assert claude_compacts_at(window) - CLAUDE_CODE_PROMPT_TOKENS >= WORKING_ROOM
 
 

@@ -134,6 +134,7 @@ def _launch_claude(args: argparse.Namespace, target: Target, claude: Path | None
         env.pop("CLAUDE_CODE_MAX_OUTPUT_TOKENS", None)  # the user's own cap: any cap compacts before a refusal
     if args.config:
         print("\n".join(f"export {name}={shlex.quote(value)}" for name, value in env.items()))
+        print(f"# then: claude {EXCLUDE_DYNAMIC_SECTIONS} (one system prompt in every folder, read from the cache)")
         return 0
     print(f"parley: launching {claude} with model {target.model} against {target.url}", file=sys.stderr)
     child = {**{k: v for k, v in os.environ.items() if k not in env}, **env}
