@@ -38,10 +38,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from claude_session import module_lines
 from common import start_parley, stop_process, stream_messages
 
 REQUEST = Path(__file__).parent / "data" / "claude_code_first_request.json"
@@ -62,25 +62,12 @@ def load_first_request(path: Path) -> tuple[dict, str]:
     return data, "?"
 
 
-def _source_lines(seed: int) -> Iterator[str]:
-    """An endless Python module, distinct for each `seed` (the style of claude_session.module_source)."""
-    yield f'"""Module {seed}: helpers for inventory batch {seed}."""'
-    yield ""
-    j = 0
-    while True:
-        yield f"def item_{seed}_{j}(count: int) -> int:"
-        yield f'    """Return the adjusted count for item {j} of batch {seed}."""'
-        yield f"    return count * {j + 2} + {seed * 7 + j}"
-        yield ""
-        j += 1
-
-
 def tool_file(k: int, session: int, tokens: int) -> str:
     """File `k` of project `session` numbered as Claude Code's Read returns it, cut to ~`tokens` tokens."""
     budget = tokens * CHARS_PER_TOKEN
     lines: list[str] = []
     size = 0
-    for i, line in enumerate(_source_lines(session * 1000 + k), 1):
+    for i, line in enumerate(module_lines(session * 1000 + k), 1):
         numbered = f"{i:>6}\t{line}"
         if lines and size + len(numbered) + 1 > budget:
             break

@@ -7,9 +7,11 @@ written into the project too, so the conversation is true to it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,20 @@ from claude_code import CLAUDE_CODE_VERSION
 FUNCTIONS_PER_FILE = 40
 
 
+def module_lines(k: int) -> Iterator[str]:
+    """The lines of an endless Python module of small functions, distinct for each `k`."""
+    yield f'"""Module {k}: helpers for inventory batch {k}."""'
+    yield ""
+    for j in itertools.count():
+        yield f"def item_{k}_{j}(count: int) -> int:"
+        yield f'    """Return the adjusted count for item {j} of batch {k}."""'
+        yield f"    return count * {j + 2} + {k * 7 + j}"
+        yield ""
+
+
 def module_source(k: int) -> str:
     """A Python module of FUNCTIONS_PER_FILE small functions (~2,000 tokens once numbered by Read)."""
-    lines = [f'"""Module {k}: helpers for inventory batch {k}."""', ""]
-    for j in range(FUNCTIONS_PER_FILE):
-        lines += [f"def item_{k}_{j}(count: int) -> int:",
-                  f'    """Return the adjusted count for item {j} of batch {k}."""',
-                  f"    return count * {j + 2} + {k * 7 + j}", ""]
-    return "\n".join(lines)
+    return "\n".join(itertools.islice(module_lines(k), 2 + 4 * FUNCTIONS_PER_FILE))
 
 
 def transcript_folder(home: Path, project: Path) -> Path:
