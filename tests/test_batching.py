@@ -77,6 +77,29 @@ def test_idle_slots_are_parked_in_host_memory_and_loaded_back(fresh):
     assert state["parked_tokens"] < total, state
 
 
+def test_more_conversations_than_slots_each_continue_from_their_own_cache(start_server):
+    """Four conversations take turns on a server of two slots (as 4 agent sessions and their side requests
+    do on 4): a parked state belongs to no slot, so each conversation's next turn reads all of its previous
+    turn — prompt and answer — from the cache instead of the system prompt alone."""
+    server = start_server("--parallel", "2")
+    client = server.client()
+    topics = ["rivers", "mountains", "deserts", "islands"]
+    history = {t: [{"role": "user", "content": f"Name three famous {t}. " + f"({t} quiz) " * 40}] for t in topics}
+    previous = {}
+    for turn in range(2):
+        for topic in topics:
+            reply = client.messages.create(model=SMOL, max_tokens=24, system=SYSTEM, extra_body=GREEDY,
+                                           messages=history[topic])
+            usage = reply.usage
+            if turn:  # everything up to the new question came from the cache
+                assert usage.cache_read_input_tokens >= previous[topic], (topic, previous[topic], usage)
+            previous[topic] = usage.input_tokens + usage.cache_read_input_tokens + usage.output_tokens - 1
+            history[topic] += [{"role": "assistant", "content": reply.content[0].text},
+                               {"role": "user", "content": "And three more?"}]
+    state = server.health()["models"][SMOL]
+    assert state["parked_tokens"] > 0 and state["parked_bytes"] > 0, state
+
+
 def test_openai_reports_cached_tokens(fresh):
     oai = openai.OpenAI(base_url=fresh.url + "/v1", api_key="x", max_retries=0)
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Capital of Germany?"}]

@@ -156,11 +156,12 @@ def test_a_longer_file_supersedes_its_prefix_and_the_bound_evicts_the_oldest(tmp
 
 
 def test_a_parked_state_dropped_from_memory_goes_to_disk(start_server, tmp_path):
-    """Parked (idle) states beyond the bound of host memory (--n-ctx tokens) go to the disk prompt cache instead
-    of nowhere: the next turn of a conversation whose state was dropped reads its prompt *and its answer*
-    from disk, where the prompt alone was stored when it was prefilled."""
+    """Parked (idle) states beyond the bound of host memory (--cache-ram) go to the disk prompt cache instead
+    of nowhere, least recently used first: the next turn of a conversation whose state left memory reads its
+    prompt *and its answer* from disk, where the prompt alone was stored when it was prefilled. (SmolLM2's
+    state is 23,040 bytes a token: 40 MB holds one of these ~1,000-token conversations, not two.)"""
     server = start_server("--data-dir", str(tmp_path), "--n-ctx", "2048", "--parallel", "4",
-                          "--disk-cache-min-tokens", "256")
+                          "--disk-cache-min-tokens", "256", "--cache-ram", "40MB")
     client = server.client()
     notes = " ".join(f"item-{i}" for i in range(150))
     count = [{"role": "user", "content": f"Notes: {notes}\n\nCount from 1 to 150, one number per line."}]
@@ -179,4 +180,5 @@ def test_a_parked_state_dropped_from_memory_goes_to_disk(start_server, tmp_path)
                       {"role": "user", "content": "Now count down from 5."}]
     again = client.messages.create(model=SMOL, max_tokens=4, extra_body={"temperature": 0}, messages=follow)
     assert again.usage.cache_read_input_tokens > prompt, (prompt, again.usage)  # the answer came from disk too
-    assert "a parked state of" in server.log_text() and "prompt cache: restored" in server.log_text()
+    assert "a parked state of" in server.log_text() and "tokens from disk" in server.log_text()
+    assert 0 < server.health()["models"][SMOL]["parked_bytes"] <= 40_000_000  # the newer ones stayed in memory

@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--shutdown-grace", type=float, help=fields["shutdown_grace"].description)
             cmd.add_argument("--keep-alive-timeout", type=float, help=fields["keep_alive_timeout"].description)
             cmd.add_argument("--data-dir", type=Path, help=fields["data_dir"].description)
+            cmd.add_argument("--cache-ram", help=fields["cache_ram"].description)
             cmd.add_argument("--disk-cache-size", help=fields["disk_cache_size"].description)
             cmd.add_argument("--draft-max", type=int, help=fields["draft_max"].description)
             cmd.add_argument("--disk-cache-min-tokens", type=int, help=fields["disk_cache_min_tokens"].description)

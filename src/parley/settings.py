@@ -60,6 +60,11 @@ class Settings(BaseSettings):
                                           '\'{"tensor_parallel_size": 4, "dtype": "bfloat16"}\'.')
     parallel: int = Field(
         4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
+    cache_ram: ByteSize = Field(
+        ByteSize(2 << 30), description="Bound of the idle conversations' KV states kept in host memory per model "
+                                       "(e.g. 2GiB): beyond it the least recently used go to the disk prompt cache. "
+                                       "A llama.cpp model's memory stays under its weights + KV cache (--n-ctx) + this "
+                                       "+ one state read from disk.")
     disk_cache_size: ByteSize = Field(
         ByteSize(4 << 30), description="Bound of the prompt cache on disk (in the data dir), e.g. 8GiB or 500MB; "
                                        "the least recently used prefixes go first (0: no disk cache).")

@@ -116,9 +116,9 @@ class PrefixStore:
                     return Match(found.entry, n) if n >= self.min_tokens else None
         return None
 
-    def worth_saving(self, prompt: Sequence[int]) -> int:
+    def worth_saving(self, prompt: Sequence[int], min_new: int | None = None) -> int:
         """How many of `prompt`'s tokens to store now (0: none): whole blocks short of the last token, when
-        they reach `min_tokens` past what the store already holds of this prompt."""
+        they reach `min_new` (default `min_tokens`) past what the store already holds of this prompt."""
         n = (len(prompt) - 1) // self.block * self.block
         if n < self.min_tokens:
             return 0
@@ -127,7 +127,7 @@ class PrefixStore:
         with self._lock:
             if key in self._pending:
                 return 0
-        return n if n - (held.n_tokens if held else 0) >= self.min_tokens else 0
+        return n if n - (held.n_tokens if held else 0) >= (self.min_tokens if min_new is None else min_new) else 0
 
     def load(self, match: Match, prompt: Sequence[int]) -> Restored | None:
         """Read and verify a file; a file that does not verify is deleted, logged, and never loaded."""

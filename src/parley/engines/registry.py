@@ -80,7 +80,7 @@ def _llamacpp_options(get: Setting) -> dict[str, Any]:
     return {"n_ctx": int(get("n_ctx")), "rope_scaling_factor": float(get("rope_scaling_factor")),
             "n_threads": get("n_threads"), "n_batch": int(get("n_batch")),
             "min_p": float(get("min_p")), "n_slots": int(get("parallel")), "prefill_chunk": int(get("prefill_chunk")),
-            "draft_max": int(get("draft_max")),
+            "draft_max": int(get("draft_max")), "cache_ram": int(get("cache_ram")),
             "disk_cache": {"dir": str(Path(get("data_dir")) / "prompt-cache"), "max_bytes": int(get("disk_cache_size")),
                            "min_tokens": int(get("disk_cache_min_tokens"))}}
 

@@ -35,10 +35,11 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
     def __init__(self, path: Path, n_ctx: int, n_threads: int | None = None, n_batch: int = 512,
                  min_p: float = 0.05, n_slots: int = 4, prefill_chunk: int = 128,
                  disk_cache: dict[str, Any] | None = None, draft_max: int = 0,
-                 rope_scaling_factor: float = 1.0) -> None:
+                 rope_scaling_factor: float = 1.0, cache_ram: int = 2 << 30) -> None:
         """`disk_cache`: {"dir", "max_bytes", "min_tokens"} of the persistent prompt cache (None: off);
         `draft_max`: the longest prompt-lookup draft verified per step (0: no speculative decoding);
-        `rope_scaling_factor` > 1: YaRN past the trained length, by that factor."""
+        `rope_scaling_factor` > 1: YaRN past the trained length, by that factor; `cache_ram`: the bytes of
+        idle conversations' KV states kept in host memory."""
         self.cpu_backend = cpu_backend.ensure_loaded()
         self.vocab = LlamaCppVocab(path)
         self._model = self.vocab.model
@@ -68,7 +69,8 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
         self.metadata = self.vocab.metadata
         self._store = _open_store(disk_cache, path, params) if on_disk else None
         self.after_delivery: AfterDelivery | None = None  # see engines/base.py
-        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store, draft_max)
+        self._scheduler = BatchScheduler(self, self._ctx, n_slots, n_batch, prefill_chunk, self._store, draft_max,
+                                         cache_ram)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
         close = params.reasoning_budget.close_text  # type: ignore[union-attr]

@@ -28,7 +28,7 @@ from ..prefix_store import PrefixStore, Restored
 from ..prompt_lookup import PromptLookup
 from .sampling import RequestSampler, logprobs
 from .slot_cells import SlotCells
-from .slots import Slot, SlotTable, common_prefix
+from .slots import Slot, SlotTable
 from .states import SequenceStates
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ def _cells_needed(request: Request) -> int:
 
 class BatchScheduler:
     def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
-                 prefill_chunk: int, store: PrefixStore | None = None, draft_max: int = 0) -> None:
+                 prefill_chunk: int, store: PrefixStore | None = None, draft_max: int = 0,
+                 parked_bytes: int = 2 << 30) -> None:
         self._engine = engine
         self._draft_max = draft_max
         self._drafted = self._accepted = 0  # draft tokens verified, and taken
@@ -94,11 +95,11 @@ class BatchScheduler:
         self._n_batch = n_batch
         self._prefill_chunk = max(1, min(prefill_chunk, n_batch))
         self._batch = LlamaBatch(n_tokens=n_batch, embd=0, n_seq_max=1, verbose=False)
-        self.slots = SlotTable(n_slots)
+        self.slots = SlotTable(n_slots, parked_bytes)
         self._store = store
         # with a store, the context has one sequence more than slots: the scratch one of snapshots
         states = SequenceStates(ctx, scratch=n_slots if store is not None else None)
-        self._cells = SlotCells(ctx, self.slots, states, engine.n_ctx, store)
+        self._cells = SlotCells(ctx, self.slots, states, store)
         self._reader = ThreadPoolExecutor(1, "parley-prefix-read") if store is not None else None
         self._cond = threading.Condition()
         self._waiting: deque[Request] = deque()
@@ -141,8 +142,7 @@ class BatchScheduler:
         holds; the request joins once it is read (others go on meanwhile)."""
         if self._store is None or (match := self._store.longest(request.prompt)) is None:
             return
-        in_ram = max(common_prefix(list(s.tokens), request.prompt) for s in self.slots.slots)
-        if match.n_tokens > in_ram:
+        if match.n_tokens > self.slots.held(request.prompt):
             request.restore = self._reader.submit(self._store.load, match, request.prompt)  # type: ignore[union-attr]
             request.restore.add_done_callback(lambda _: self._notify())
 
@@ -153,7 +153,7 @@ class BatchScheduler:
     def stats(self) -> dict[str, int]:
         return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
                 "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
-                "parked_tokens": self.slots.parked_tokens(),
+                "parked_tokens": self.slots.parked.tokens(), "parked_bytes": self.slots.parked.nbytes(),
                 "cache_capacity": self._engine.n_ctx, "draft_tokens": self._drafted, "draft_accepted": self._accepted,
                 **(self._store.stats() if self._store else {})}
 

@@ -1,6 +1,7 @@
 """What each slot holds in llama.cpp's KV cache, and moving it in and out: taking a slot for a new prompt
 (sharing another slot's cells, loading a prefix read from disk, or cutting its own to the common prefix),
-parking idle slots in host memory and loading them back, and emptying one when the cells run out.
+parking idle slots' states in host memory and loading them back, and sending the least recently used
+parked states to the disk prompt cache.
 Runs on the thread that owns the context (see `slots.py` for why idle slots are parked)."""
 
 from __future__ import annotations
@@ -13,100 +14,101 @@ import llama_cpp
 from llama_cpp._internals import LlamaContext
 
 from ..prefix_store import PrefixStore, Restored
-from .slots import Placement, Slot, SlotTable
+from .slots import Parked, Placement, Slot, SlotTable
 from .states import SequenceStates
 
 log = logging.getLogger("parley.llamacpp")
 
 
 class SlotCells:
-    def __init__(self, ctx: LlamaContext, slots: SlotTable, states: SequenceStates, n_ctx: int,
+    def __init__(self, ctx: LlamaContext, slots: SlotTable, states: SequenceStates,
                  store: PrefixStore | None = None) -> None:
         self._ctx = ctx
         self.slots = slots
         self._states = states
-        self._n_ctx = n_ctx
-        self._store = store  # where a parked state dropped from host memory goes
+        self._store = store  # where a parked state leaving host memory goes
 
     def claim(self, placement: Placement, restored: Restored | None) -> int:
         """Make the placed slot hold the longest known prefix of its prompt (a stored one read from disk when
-        it is longer); park the other idle slots. Returns how many prompt tokens the slot now holds."""
-        slot, reuse, donor = placement.slot, placement.reuse, placement.copy_from
+        it is longer); park the other idle slots, and the conversation the slot held when the prompt does not
+        continue it. Returns how many prompt tokens the slot now holds."""
+        slot, reuse, source = placement.slot, placement.reuse, placement.source
+        if placement.displaced:
+            self._park(slot)
         if restored is not None and restored.usable > reuse:
-            slot.parked = None  # its own state is not what this prompt continues
+            self._empty(slot)
             self.park_idle(besides=slot)
-            return restored.usable if self._load_stored(slot, restored) else 0
-        if donor is not None:
-            slot.parked = None
-            self._rm(slot, 0)
-            llama_cpp.llama_memory_seq_cp(self._ctx.memory, donor.seq_id, slot.seq_id, 0, reuse)
-            slot.tokens = donor.tokens[:reuse]
+            return self._load(slot, restored.tokens, restored.state, restored.usable, "disk")
+        if isinstance(source, Slot):
+            self._empty(slot)
+            llama_cpp.llama_memory_seq_cp(self._ctx.memory, source.seq_id, slot.seq_id, 0, reuse)
+            slot.tokens = source.tokens[:reuse]
             self.park_idle(besides=slot)
             return reuse
+        if isinstance(source, Parked):
+            self.slots.parked.take(source, reuse)  # first: parking the others must not push it out
+            self._empty(slot)
+            self.park_idle(besides=slot)
+            return self._load(slot, source.tokens, source.state, reuse, "host memory")
         self.park_idle(besides=slot)
-        if slot.parked is not None and not self._unpark(slot):
-            return 0
         if not self._rm(slot, reuse):
-            self._rm(slot, 0)  # cannot cut mid-sequence: start over
+            self._empty(slot)  # cannot cut mid-sequence: start over
             return 0
         return reuse
 
     def park_idle(self, besides: Slot) -> None:
-        """Copy the idle slots' KV states to host memory and free their cells, so that the steps to come
-        walk only the cells of running sequences; keep at most a context's worth of parked tokens."""
+        """Move the idle slots' KV states to host memory and free their cells, so that the steps to come
+        walk only the cells of running sequences; the least recently used parked states beyond the bound
+        go to the disk prompt cache."""
         for slot in self.slots.to_park():
             if slot is not besides:
-                slot.parked = self._states.whole(slot.seq_id)
-                if slot.parked is None:
-                    slot.tokens.clear()
-                self._rm(slot, 0)
-        for slot in self.slots.parked_over(self._n_ctx):
-            self._to_disk(slot)
-            slot.parked = None
-            slot.tokens.clear()
+                self._park(slot)
+                self._empty(slot)
+        for parked in self.slots.parked.over_bound():
+            self._to_disk(parked)
 
-    def _to_disk(self, slot: Slot) -> None:
-        """A parked state leaving host memory goes to the disk prompt cache (its writer thread writes it), when
-        it holds enough beyond what is stored: the stored prompt prefix lacks the answer and what followed."""
-        if self._store is not None and slot.parked is not None and self._store.worth_saving(slot.tokens):
-            if self._store.save(list(slot.tokens), slot.parked):
-                log.info("prompt cache: a parked state of %d tokens goes to disk", len(slot.tokens))
+    def _park(self, slot: Slot) -> None:
+        """Copy the slot's state to host memory (its cells stay)."""
+        state = self._states.whole(slot.seq_id)
+        if state is not None:
+            self.slots.parked.add(list(slot.tokens), state)
+
+    def _to_disk(self, parked: Parked) -> None:
+        """A parked state leaving host memory goes to the disk prompt cache (its writer thread writes it) when
+        it holds a block beyond what is stored: the stored prompt prefix lacks the answer and what followed."""
+        store = self._store
+        if store is not None and store.worth_saving(parked.tokens, min_new=store.block):
+            if store.save(list(parked.tokens), parked.state):
+                log.info("prompt cache: a parked state of %d tokens goes to disk", len(parked.tokens))
 
     def evict_one(self) -> bool:
-        """Empty the least recently used idle slot still in the KV cache; False when there is none."""
+        """Park the least recently used idle slot still in the KV cache; False when there is none."""
         victim = self.slots.evictable()
         if victim is None:
             return False
-        self._rm(victim, 0)
-        victim.tokens.clear()
+        self._park(victim)
+        self._empty(victim)
         return True
 
     def snapshot(self, slot: Slot, n_tokens: int) -> ctypes.Array | None:
         return self._states.snapshot(slot.seq_id, n_tokens)
 
-    def _unpark(self, slot: Slot) -> bool:
-        """Load a parked slot's state back into its cells; False (and the slot emptied) when it did not fit."""
-        state, slot.parked = slot.parked, None
-        self._rm(slot, 0)
-        if self._states.restore(slot.seq_id, state):  # type: ignore[arg-type]
-            return True
-        self._rm(slot, 0)
-        slot.tokens.clear()
-        return False
-
-    def _load_stored(self, slot: Slot, restored: Restored) -> bool:
-        """Load a stored prefix into `slot`, making room by emptying idle slots as needed."""
+    def _load(self, slot: Slot, tokens: list[int], state: object, usable: int, where: str) -> int:
+        """Load a state holding `tokens` into the empty `slot` and keep its first `usable`, making room by
+        parking idle slots as needed. Returns the tokens the slot holds (0: it did not fit)."""
         started = time.monotonic()
-        self._rm(slot, 0)
-        slot.tokens.clear()
-        while not self._states.restore(slot.seq_id, restored.state):
+        while not self._states.restore(slot.seq_id, state):  # type: ignore[arg-type]
+            self._empty(slot)
             if not self.evict_one():
-                self._rm(slot, 0)
-                return False
-        self._rm(slot, restored.usable)
-        slot.tokens = restored.tokens[: restored.usable]
-        log.info("prompt cache: restored %d tokens from disk in %.2f s", restored.usable, time.monotonic() - started)
-        return True
+                return 0
+        self._rm(slot, usable)
+        slot.tokens = tokens[:usable]
+        log.info("prompt cache: restored %d tokens from %s in %.2f s", usable, where, time.monotonic() - started)
+        return usable
+
+    def _empty(self, slot: Slot) -> None:
+        self._rm(slot, 0)
+        slot.tokens = []
 
     def _rm(self, slot: Slot, start: int) -> bool:
         """Drop the slot's cells from position `start` on."""
