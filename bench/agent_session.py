@@ -13,7 +13,9 @@ directory, or `--url`):
    user message of a few hundred tokens; `--no-side-requests` leaves them out), timed apart from the turns.
 
 Every request streams with max_tokens 8 and temperature 0: prompt processing is what is measured. Usage comes from
-`message_start`: computed = input_tokens + cache_creation_input_tokens, cached = cache_read_input_tokens.
+`message_start`, updated by `message_delta`'s (parley's message_start waits at most a ping interval for the request
+to be placed, so a queued one's tells only in message_delta what the cache held): computed = input_tokens +
+cache_creation_input_tokens, cached = cache_read_input_tokens.
 
 Prints per turn the prompt's tokens, the tokens new since the previous turn (the whole prompt on turn 1), the
 tokens computed and read from the cache, computed/new and the time to first token; then the session's seconds and
@@ -22,8 +24,15 @@ N sessions over distinct projects (the same system prompt and tools, then differ
 the peak RSS of the server's process tree (sampled every 0.5 s; needs the process: a server this script starts,
 or `--server-pid`) and each session's TTFT median and max are printed too.
 
+With `--llama-server` the same sessions then run against llama.cpp's own `llama-server` (the native build of
+bench/build_llama_server.sh, ~14 min once) on the same GGUF with parley's defaults (context 32768 capped at the
+trained length, 4 slots in one unified KV cache, all cores, the GGUF's chat template; its own defaults otherwise,
+its host-memory prompt cache included), and the ratio of the sessions' time parley / llama-server is printed
+(the goal: <= 0.8).
+
     .venv/bin/python bench/agent_session.py [--model qwen2.5-coder-0.5b-instruct] [--turns 20] [--tool-tokens 600]
-        [--no-side-requests] [--sessions 1] [--url URL [--server-pid PID]] [--first-request PATH] [--json OUT]
+        [--no-side-requests] [--sessions 1] [--url URL [--server-pid PID]] [--first-request PATH]
+        [--llama-server] [--json OUT]
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import argparse
 import contextlib
 import copy
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from claude_session import module_lines
-from common import start_parley, stop_process, stream_messages
+from common import free_port, start_parley, stop_process, stream_messages, wait_healthy
 
 REQUEST = Path(__file__).parent / "data" / "claude_code_first_request.json"
 MESSAGES_PATH = "/v1/messages?beta=true"  # where Claude Code posts
@@ -148,7 +158,9 @@ def measure(url: str, body: dict) -> dict:
     ttft, usage = None, {}
     for event in stream_messages(url, body, MESSAGES_PATH):
         if event["type"] == "message_start":
-            usage = event["message"]["usage"]
+            usage = dict(event["message"]["usage"])
+        elif event["type"] == "message_delta":  # the final count (parley's message_start goes out before a
+            usage.update(event.get("usage") or {})  # queued request is placed; llama-server's has output only)
         elif event["type"] == "content_block_delta" and ttft is None:
             ttft = time.monotonic() - started
     seconds = time.monotonic() - started
@@ -284,6 +296,42 @@ def _serve(model: str, data_dir: Path) -> tuple[subprocess.Popen, str]:
     return start_parley("--model", model, "--preload", "--data-dir", str(data_dir), log=data_dir / "parley.log")
 
 
+def _serve_llama_server(model: str, log: Path) -> tuple[subprocess.Popen, str]:
+    """llama-server (native build) on `model`'s GGUF, with parley serve's defaults for context, slots and threads."""
+    from parley.models.registry import ModelRegistry
+    from parley.settings import Settings
+
+    settings = Settings()
+    path = ModelRegistry(settings).resolve(model).locate(settings.cache_dir)
+    binary = subprocess.run(["bash", str(Path(__file__).parent / "build_llama_server.sh"), "--native"], check=True,
+                            capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    threads, port = str(os.cpu_count() or 1), free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, "-m", str(path), "-c", str(settings.n_ctx), "-np", str(settings.parallel),
+                                 "-kvu", "-t", threads, "-tb", threads, "--jinja", "--no-webui", "--host", "127.0.0.1",
+                                 "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, url, 300, "llama-server")
+    except RuntimeError:
+        stop_process(proc)
+        raise
+    return proc, url
+
+
+def print_comparison(ours: list[dict], theirs: list[dict], wall: float, their_wall: float) -> float:
+    """Per-turn TTFT of both servers (medians over sessions) and the ratio of the sessions' time."""
+    print(f"{'turn':>4} {'parley TTFT':>11} {'llama-server TTFT':>17} {'ratio':>6}")
+    for i in range(len(ours[0]["turns"])):
+        mine = statistics.median(result["turns"][i]["ttft_s"] for result in ours)
+        other = statistics.median(result["turns"][i]["ttft_s"] for result in theirs)
+        print(f"{i + 1:4d} {mine:11.2f} {other:17.2f} {mine / other:6.2f}")
+    ratio = wall / their_wall
+    print(f"sessions' time: parley {wall:.1f} s, llama-server {their_wall:.1f} s -> ratio {ratio:.2f} "
+          f"(goal <= 0.8: {'met' if ratio <= 0.8 else 'NOT met'})")
+    return ratio
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
@@ -295,6 +343,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=1, help="sessions over distinct projects, run at once")
     parser.add_argument("--url", help="a running parley server instead of a new one")
     parser.add_argument("--server-pid", type=int, help="with --url: the server process, to sample its memory")
+    parser.add_argument("--llama-server", action="store_true",
+                        help="then the same sessions against llama-server on the same GGUF, and the time ratio")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     request, version = load_first_request(args.first_request)
@@ -318,12 +368,30 @@ def main() -> int:
         print_session(result)
     total = print_summary(results, peak)
     print(f"total: {wall:.1f} s")
+    baseline: dict = {}
+    if args.llama_server:
+        with tempfile.TemporaryDirectory() as scratch:
+            proc, url = _serve_llama_server(args.model, Path(scratch) / "llama-server.log")
+            try:
+                their_started = time.monotonic()
+                theirs, their_peak = _run_all(url, bodies, args.side_requests, proc.pid)
+                their_wall = time.monotonic() - their_started
+            finally:
+                stop_process(proc, 60)
+        print("\nllama-server, the same sessions:")
+        for result in theirs:
+            print_session(result)
+        print_summary(theirs, their_peak)
+        ratio = print_comparison(results, theirs, wall, their_wall)
+        baseline = {"llama_server": {"sessions": theirs, "seconds": round(their_wall, 2),
+                                     "peak_rss_mb": round(their_peak / 1e6) if their_peak else None},
+                    "time_ratio": round(ratio, 3)}
     if args.json:
         args.json.write_text(json.dumps({
             "model": args.model, "claude_code": version, "first_request": str(args.first_request),
             "turns": args.turns, "tool_tokens": args.tool_tokens, "side_requests": args.side_requests,
             "sessions": results, "peak_rss_mb": round(peak / 1e6) if peak else None, "seconds": round(wall, 2),
-            "goal_misses": total, "goal_met": total == 0}, indent=1))
+            "goal_misses": total, "goal_met": total == 0, **baseline}, indent=1))
     return 0
 
 

@@ -154,6 +154,7 @@ class BatchScheduler:
         return {"slots": len(self.slots.slots), "busy_slots": sum(s.busy for s in self.slots.slots),
                 "waiting": len(self._waiting), "cached_tokens": self.slots.cached_tokens(),
                 "parked_tokens": self.slots.parked.tokens(), "parked_bytes": self.slots.parked.nbytes(),
+                "parks": self._cells.parks, "park_ms_max": round(self._cells.park_seconds_max * 1000),
                 "cache_capacity": self._engine.n_ctx, "draft_tokens": self._drafted, "draft_accepted": self._accepted,
                 **(self._store.stats() if self._store else {})}
 

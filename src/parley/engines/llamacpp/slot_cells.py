@@ -27,12 +27,17 @@ class SlotCells:
         self.slots = slots
         self._states = states
         self._store = store  # where a parked state leaving host memory goes
+        self.parks = 0  # states copied out of the KV cache, and the longest such copy: the decode thread's stall
+        self.park_seconds_max = 0.0
 
     def claim(self, placement: Placement, restored: Restored | None) -> int:
         """Make the placed slot hold the longest known prefix of its prompt (a stored one read from disk when
         it is longer); park the other idle slots, and the conversation the slot held when the prompt does not
         continue it. Returns how many prompt tokens the slot now holds."""
         slot, reuse, source = placement.slot, placement.reuse, placement.source
+        log.debug("claim: slot %d holding %d (displaced %s) for %d reused of %s, disk %s", slot.seq_id,
+                  len(slot.tokens), placement.displaced, reuse, type(source).__name__,
+                  restored.usable if restored else None)
         if placement.displaced:
             self._park(slot)
         if restored is not None and restored.usable > reuse:
@@ -69,9 +74,14 @@ class SlotCells:
 
     def _park(self, slot: Slot) -> None:
         """Copy the slot's state to host memory (its cells stay)."""
+        started = time.perf_counter()
         state = self._states.whole(slot.seq_id)
+        seconds = time.perf_counter() - started
+        self.parks += 1
+        self.park_seconds_max = max(self.park_seconds_max, seconds)
         if state is not None:
             self.slots.parked.add(list(slot.tokens), state)
+            log.debug("parked %d tokens (%.1f MB) in %.3f s", len(slot.tokens), ctypes.sizeof(state) / 1e6, seconds)
 
     def _to_disk(self, parked: Parked) -> None:
         """A parked state leaving host memory goes to the disk prompt cache (its writer thread writes it) when
@@ -100,6 +110,7 @@ class SlotCells:
         while not self._states.restore(slot.seq_id, state):  # type: ignore[arg-type]
             self._empty(slot)
             if not self.evict_one():
+                log.warning("prompt cache: no room in the KV cache to load %d tokens from %s", len(tokens), where)
                 return 0
         self._rm(slot, usable)
         slot.tokens = tokens[:usable]

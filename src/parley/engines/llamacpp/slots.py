@@ -20,6 +20,16 @@ import ctypes
 import time
 from dataclasses import dataclass, field
 
+# A prompt continues a conversation when it holds all of it but at most this many tokens at the end (the last
+# answer re-rendered a little differently). A share by "most of it" is no test: four agent sessions share
+# ~11.5k tokens of system prompt and tools and differ after, and cutting one to serve another loses its turns.
+TAIL = 64
+
+
+def continues(held: int, tokens: list[int]) -> bool:
+    """Whether a prompt sharing `held` of `tokens` continues the conversation that built them."""
+    return len(tokens) - held <= TAIL
+
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
@@ -78,11 +88,11 @@ class ParkedStates:
         self._entries.append(Parked(tokens, state))
 
     def take(self, entry: Parked, n_tokens: int) -> None:
-        """`entry`'s first `n_tokens` go back into a slot. When that is most of it, the slot continues the
-        conversation and parks it again, grown: the entry leaves. Otherwise (a shared system prompt) it stays
-        for its own conversation."""
+        """`entry`'s first `n_tokens` go back into a slot. When that is all of it (but a tail), the slot
+        continues the conversation and parks it again, grown: the entry leaves. Otherwise (a shared system
+        prompt) it stays for its own conversation."""
         entry.last_used = time.monotonic()
-        if n_tokens * 2 >= len(entry.tokens):
+        if continues(n_tokens, entry.tokens):
             self._entries = [e for e in self._entries if e is not entry]
 
     def over_bound(self) -> list[Parked]:
@@ -121,8 +131,8 @@ class SlotTable:
 
     def place(self, prompt: list[int]) -> Placement | None:
         """An idle slot for `prompt` and where its longest known prefix comes from. The slot: the one whose
-        cells the prompt continues (keeping at least half of them), else an empty one, else the least
-        recently used. The prefix: the slot's own cells, else a longer one held by another slot (even a busy
+        conversation the prompt continues, else an empty one, else the least recently used (whose conversation
+        is parked first). The prefix: the slot's own cells, else a longer one held by another slot (even a busy
         one: its cells are shared, not recomputed, so a new conversation with the same system prompt and
         tools starts from them), else a longer parked state. The last prompt token is always decoded again:
         its logits start the answer."""
@@ -132,11 +142,9 @@ class SlotTable:
         limit = len(prompt) - 1
         own = {s.seq_id: min(common_prefix(s.tokens, prompt), limit) for s in self.slots}
 
-        def continues(s: Slot) -> bool:
-            return own[s.seq_id] * 2 >= len(s.tokens)
-
         def rank(s: Slot) -> tuple[int, bool, float]:
-            return (own[s.seq_id] if continues(s) else 0, not s.tokens, -s.last_used)
+            return (own[s.seq_id] if s.tokens and continues(own[s.seq_id], s.tokens) else 0, not s.tokens,
+                    -s.last_used)
 
         target = max(idle, key=rank)
         reuse, source = own[target.seq_id], None
@@ -146,7 +154,7 @@ class SlotTable:
         entry, held = self.parked.longest(prompt, limit)
         if held > reuse:
             reuse, source = held, entry
-        return Placement(target, reuse, source, bool(target.tokens) and not continues(target))
+        return Placement(target, reuse, source, not continues(own[target.seq_id], target.tokens))
 
     def held(self, prompt: list[int]) -> int:
         """The longest prefix of `prompt` held in the KV cache or in host memory."""
