@@ -80,15 +80,18 @@ def test_idle_slots_are_parked_in_host_memory_and_loaded_back(fresh):
 def test_more_conversations_than_slots_each_continue_from_their_own_cache(start_server):
     """Four conversations take turns on a server of two slots (as 4 agent sessions and their side requests
     do on 4): a parked state belongs to no slot, so each conversation's next turn reads all of its previous
-    turn — prompt and answer — from the cache instead of the system prompt alone."""
+    turn — prompt and answer — from the cache instead of the system prompt alone. They share a system prompt
+    longer than what each adds to it (as agent sessions share their tools): sharing most of a conversation is
+    not continuing it."""
     server = start_server("--parallel", "2")
     client = server.client()
+    system = SYSTEM + "".join(f"\nRule {i}: answer about geography only, in plain words." for i in range(30))
     topics = ["rivers", "mountains", "deserts", "islands"]
-    history = {t: [{"role": "user", "content": f"Name three famous {t}. " + f"({t} quiz) " * 40}] for t in topics}
+    history = {t: [{"role": "user", "content": f"Name three famous {t}. " + f"({t} quiz) " * 20}] for t in topics}
     previous = {}
     for turn in range(2):
         for topic in topics:
-            reply = client.messages.create(model=SMOL, max_tokens=24, system=SYSTEM, extra_body=GREEDY,
+            reply = client.messages.create(model=SMOL, max_tokens=24, system=system, extra_body=GREEDY,
                                            messages=history[topic])
             usage = reply.usage
             if turn:  # everything up to the new question came from the cache
