@@ -69,6 +69,10 @@ class SlotCells:
             if slot is not besides:
                 self._park(slot)
                 self._empty(slot)
+        self._trim()
+
+    def _trim(self) -> None:
+        """The least recently used parked states beyond the bound leave host memory for the disk cache."""
         for parked in self.slots.parked.over_bound():
             self._to_disk(parked)
 
@@ -98,6 +102,7 @@ class SlotCells:
             return False
         self._park(victim)
         self._empty(victim)
+        self._trim()
         return True
 
     def snapshot(self, slot: Slot, n_tokens: int) -> ctypes.Array | None:

@@ -158,7 +158,8 @@ class SlotTable:
 
     def held(self, prompt: list[int]) -> int:
         """The longest prefix of `prompt` held in the KV cache or in host memory."""
-        in_cells = max(common_prefix(s.tokens, prompt) for s in self.slots)
+        # copies: the decode thread extends the slots' tokens meanwhile
+        in_cells = max(common_prefix(list(s.tokens), prompt) for s in self.slots)
         return max(in_cells, self.parked.longest(prompt, len(prompt))[1])
 
     def evictable(self) -> Slot | None:
