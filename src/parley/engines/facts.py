@@ -6,6 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def ftype_name(file_type: int | None) -> str:
+    """llama.cpp's own names for `general.file_type` (LLAMA_FTYPE_MOSTLY_Q4_K_M → Q4_K_M); llama_cpp is imported
+    only here, so that reading facts does not load it."""
+    if file_type is None:
+        return "?"
+    import llama_cpp
+
+    for name, value in vars(llama_cpp).items():
+        if name.startswith("LLAMA_FTYPE_") and value == file_type and name != "LLAMA_FTYPE_GUESSED":
+            return name.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_")
+    return f"type {file_type}"
+
+
 class CorruptModelError(ValueError):
     """The model file or directory cannot be read as its format says."""
 
@@ -20,11 +33,7 @@ class ModelFacts:
 
     @property
     def quantization(self) -> str:
-        if self.quant:
-            return self.quant
-        from .llamacpp.header import ftype_name
-
-        return ftype_name(self.file_type)
+        return self.quant or ftype_name(self.file_type)
 
     @property
     def tools(self) -> bool:

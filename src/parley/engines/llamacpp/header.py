@@ -18,18 +18,6 @@ _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: 
 _STRING, _ARRAY = 8, 9
 
 
-def ftype_name(file_type: int | None) -> str:
-    """llama.cpp's own names for `general.file_type` (LLAMA_FTYPE_MOSTLY_Q4_K_M → Q4_K_M)."""
-    if file_type is None:
-        return "?"
-    import llama_cpp
-
-    for name, value in vars(llama_cpp).items():
-        if name.startswith("LLAMA_FTYPE_") and value == file_type and name != "LLAMA_FTYPE_GUESSED":
-            return name.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_").removeprefix("ALL_")
-    return f"type {file_type}"
-
-
 class _Reader:
     def __init__(self, buf: mmap.mmap | bytes) -> None:
         self.buf = buf

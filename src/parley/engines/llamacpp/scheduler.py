@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import llama_cpp
 from llama_cpp._internals import LlamaBatch, LlamaContext
@@ -22,7 +22,7 @@ from ...core.params import SamplingParams
 from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
-from ..base import Done, Item, Sampled, Sink, Started
+from ..base import AfterDelivery, Done, Item, Sampled, Sink, Started
 from ..draft_cost import DraftCost
 from ..prefix_store import PrefixStore, Restored
 from ..prompt_lookup import PromptLookup
@@ -31,8 +31,19 @@ from .slot_cells import SlotCells
 from .slots import Slot, SlotTable
 from .states import SequenceStates
 
-if TYPE_CHECKING:
-    from .engine import LlamaCppEngine
+
+class DecodingModel(Protocol):
+    """What the scheduler asks of its engine (`LlamaCppEngine`)."""
+
+    n_ctx: int
+    n_vocab: int
+    after_delivery: AfterDelivery | None
+
+    def close_reasoning_tokens(self, params: SamplingParams) -> list[int]: ...
+
+    def is_end_of_generation(self, token: int) -> bool: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
 
 
 NO_KV_ROOM = 1  # llama_decode's "could not find a KV slot": the cache is full; memory is left unchanged
@@ -84,7 +95,7 @@ def _cells_needed(request: Request) -> int:
 
 
 class BatchScheduler:
-    def __init__(self, engine: LlamaCppEngine, ctx: LlamaContext, n_slots: int, n_batch: int,
+    def __init__(self, engine: DecodingModel, ctx: LlamaContext, n_slots: int, n_batch: int,
                  prefill_chunk: int, store: PrefixStore | None = None, draft_max: int = 0,
                  parked_bytes: int = 2 << 30) -> None:
         self._engine = engine
