@@ -25,7 +25,7 @@ import uuid
 
 import anthropic
 import httpx
-from common import free_port, stop_process, wait_healthy
+from common import free_port, stop_process, stream_messages, wait_healthy
 
 QUESTIONS = ["Name a colour.", "Name a fruit.", "Name a city in Europe.", "Name an animal.", "Name a river.",
              "Name a planet.", "Name a musical instrument.", "Name a tree."]
@@ -67,11 +67,9 @@ def ttft(url: str, model: str, text: str) -> float:
     start = time.perf_counter()
     body = {**params(model, text, 4), "stream": True}
     first = 0.0
-    with httpx.stream("POST", url + "/v1/messages", json=body, timeout=600) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():  # read to the end: the request is over when the next one starts
-            if not first and '"content_block_delta"' in line:
-                first = time.perf_counter() - start
+    for event in stream_messages(url, body):  # read to the end: the request is over when the next one starts
+        if not first and event.get("type") == "content_block_delta":
+            first = time.perf_counter() - start
     if not first:
         raise RuntimeError("no text came")
     return first

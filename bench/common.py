@@ -1,4 +1,5 @@
-"""What every benchmark script shares: free ports, and filler prompts that no cache has seen."""
+"""What every benchmark script shares: free ports, starting and stopping servers, filler prompts that no cache
+has seen, and reading a streamed response (SSE) with its timings."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -81,11 +83,57 @@ def log_tail(path: Path, n: int = 40) -> str:
         return f"(no log: {exc})"
 
 
-def stream_messages(url: str, body: dict, path: str = "/v1/messages") -> Iterator[dict]:
-    """POST a streaming Messages request; its SSE events as they arrive."""
-    with httpx.stream("POST", url + path, json=body, timeout=None,
-                      headers={"anthropic-version": "2023-06-01", "x-api-key": "bench"}) as response:
+def sse_events(url: str, path: str, body: dict, headers: dict[str, str] | None = None,
+               timeout: float | None = None) -> Iterator[dict]:
+    """POST a streaming request; its SSE `data:` payloads as they arrive (OpenAI's `[DONE]` left out)."""
+    with httpx.stream("POST", url + path, json=body, timeout=timeout, headers=headers) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if line.startswith("data: "):
+            if line.startswith("data: ") and line != "data: [DONE]":
                 yield json.loads(line[6:])
+
+
+def stream_messages(url: str, body: dict, path: str = "/v1/messages") -> Iterator[dict]:
+    """POST a streaming Messages request; its SSE events as they arrive."""
+    yield from sse_events(url, path, body, {"anthropic-version": "2023-06-01", "x-api-key": "bench"})
+
+
+def count_prompt() -> list[dict]:
+    """A prompt whose answer is long and predictable: decode speed without an early end of turn."""
+    return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Count from 1 to 500, separated by spaces. "
+                                        "Output only the numbers."}]
+
+
+@dataclass
+class Stream:
+    """One streamed answer's timings: time to first token, first and last token times, tokens, text."""
+
+    ttft: float = 0.0
+    first: float = 0.0
+    last: float = 0.0
+    tokens: int = 0
+    text: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)  # when the request went out
+
+    @property
+    def decode_tok_s(self) -> float:
+        return (self.tokens - 1) / (self.last - self.first) if self.tokens > 1 and self.last > self.first else 0.0
+
+    def token(self, text: str) -> None:
+        """A piece of output arrived now."""
+        self.last = time.perf_counter()
+        if not self.first:
+            self.first, self.ttft = self.last, self.last - self.started
+        self.text.append(text)
+
+
+def timed(events: Iterator[dict], text_of: Callable[[dict], str | None],
+          tokens_of: Callable[[dict], int | None]) -> Stream:
+    """Read a stream to its end: `text_of` says an event carries output, `tokens_of` the output token count."""
+    out = Stream()
+    for event in events:
+        if (text := text_of(event)) is not None:
+            out.token(text)
+        if (tokens := tokens_of(event)) is not None:
+            out.tokens = tokens
+    return out

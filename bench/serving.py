@@ -27,12 +27,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-from common import filler, free_port, wait_healthy
+from common import Stream, count_prompt, filler, free_port, sse_events, timed, wait_healthy
 
 from parley.core.messages import ChatMessage, Conversation
 from parley.core.template import ChatTemplate
@@ -43,17 +40,12 @@ HERE = Path(__file__).resolve().parent
 GOALS = {"P1": (">=", 0.97), "P2": ("<=", 1.05), "P3": ("<=", 0.10), "P4@8": (">=", 1.0), "P6_ms": ("<=", 0.5)}
 
 
-@dataclass
-class Stream:
-    ttft: float = 0.0
-    first: float = 0.0
-    last: float = 0.0
-    tokens: int = 0
-    text: list[str] = field(default_factory=list)
+def _text(event: dict) -> str | None:
+    return event["delta"].get("text", "") if event.get("type") == "content_block_delta" else None
 
-    @property
-    def decode_tok_s(self) -> float:
-        return (self.tokens - 1) / (self.last - self.first) if self.tokens > 1 and self.last > self.first else 0.0
+
+def _output_tokens(event: dict) -> int | None:
+    return event.get("usage", {}).get("output_tokens", 0) if event.get("type") == "message_delta" else None
 
 
 class Server:
@@ -66,22 +58,7 @@ class Server:
     def message(self, messages: list[dict], max_tokens: int) -> Stream:
         body = {"model": self.model, "max_tokens": max_tokens, "stream": True, "temperature": 0,
                 "messages": messages}
-        out = Stream()
-        start = time.perf_counter()
-        with httpx.stream("POST", self.url + "/v1/messages", json=body, timeout=1800) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                data = json.loads(line[6:])
-                if data.get("type") == "content_block_delta":
-                    out.last = time.perf_counter()
-                    if not out.first:
-                        out.first, out.ttft = out.last, out.last - start
-                    out.text.append(data["delta"].get("text", ""))
-                elif data.get("type") == "message_delta":
-                    out.tokens = data.get("usage", {}).get("output_tokens", 0)
-        return out
+        return timed(sse_events(self.url, "/v1/messages", body, timeout=1800), _text, _output_tokens)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -89,11 +66,6 @@ class Server:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def count_prompt() -> list[dict]:
-    return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Count from 1 to 500, separated by spaces. "
-                                        "Output only the numbers."}]
 
 
 def p1_decode(server: Server, tokens: int) -> float:
@@ -147,11 +119,9 @@ class RawLlama:
         llm = self.llm
         prompt = self.template.render(Conversation([ChatMessage("user", text)]))
         ids = llm.tokenize(prompt.encode(), add_bos=False, special=True)
-        out, start = Stream(), time.perf_counter()
+        out = Stream()
         for _ in llm.generate(ids, temp=0.0, reset=True):
-            out.last = time.perf_counter()
-            if not out.first:
-                out.first, out.ttft = out.last, out.last - start
+            out.token("")
             out.tokens += 1
             if out.tokens >= limit:
                 break

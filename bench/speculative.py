@@ -25,7 +25,7 @@ from common import start_parley, stream_messages
 
 def _source_file(lines: int = 300) -> str:
     """A real file of about 300 lines: parley's own prompt-cache store."""
-    path = Path(__file__).parents[1] / "src" / "parley" / "engines" / "prefix_store.py"
+    path = Path(__file__).parents[1] / "src" / "parley" / "engines" / "llamacpp" / "prefix_store.py"
     return "\n".join(path.read_text().splitlines()[:lines]) + "\n"
 
 

@@ -26,32 +26,22 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from common import filler, free_port, wait_healthy
+from common import Stream, count_prompt, filler, free_port, sse_events, timed, wait_healthy
 
 HERE = Path(__file__).resolve().parent
 GOAL = 0.95
 
 
-def count_prompt() -> list[dict]:
-    return [{"role": "user", "content": f"[{uuid.uuid4().hex}] Count from 1 to 500, separated by spaces. "
-                                        "Output only the numbers."}]
+def _text(chunk: dict) -> str | None:
+    pieces = [c["delta"]["content"] for c in chunk.get("choices") or [] if (c.get("delta") or {}).get("content")]
+    return "".join(pieces) if pieces else None
 
 
-@dataclass
-class Stream:
-    ttft: float = 0.0
-    first: float = 0.0
-    last: float = 0.0
-    tokens: int = 0
-
-    @property
-    def decode_tok_s(self) -> float:
-        return (self.tokens - 1) / (self.last - self.first) if self.tokens > 1 and self.last > self.first else 0.0
+def _completion_tokens(chunk: dict) -> int | None:
+    return chunk["usage"].get("completion_tokens", 0) if chunk.get("usage") else None
 
 
 class Server:
@@ -75,20 +65,7 @@ class Server:
     def chat(self, messages: list[dict], max_tokens: int) -> Stream:
         body = {"model": self.model, "max_tokens": max_tokens, "stream": True, "temperature": 0,
                 "messages": messages, "stream_options": {"include_usage": True}}
-        out, start = Stream(), time.perf_counter()
-        with httpx.stream("POST", self.url + "/v1/chat/completions", json=body, timeout=1800) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                data = json.loads(line[6:])
-                if any((c.get("delta") or {}).get("content") for c in data.get("choices") or []):
-                    out.last = time.perf_counter()
-                    if not out.first:
-                        out.first, out.ttft = out.last, out.last - start
-                if data.get("usage"):
-                    out.tokens = data["usage"].get("completion_tokens", 0)
-        return out
+        return timed(sse_events(self.url, "/v1/chat/completions", body, timeout=1800), _text, _completion_tokens)
 
     def stop(self) -> None:
         self.proc.terminate()

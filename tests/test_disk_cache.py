@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMOL
-from parley.engines.prefix_store import PrefixStore
+from parley.engines.llamacpp.prefix_store import PrefixStore
 
 BLOCK = 256
 

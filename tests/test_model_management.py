@@ -18,10 +18,10 @@ import pytest
 
 from conftest import QWEN, SMOL
 from fake_hub import fake_hub
-from parley.engines.scripted import ScriptedEngine
 from parley.models import registry as registry_module
 from parley.models.registry import ModelRegistry
 from parley.settings import Settings
+from support.scripted import ScriptedEngine
 
 HI = [{"role": "user", "content": "hi"}]
 # One llama.cpp thread per server: on a 2-core machine shared with other work, two threads spin on each other.

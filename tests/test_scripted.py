@@ -14,9 +14,9 @@ import uvicorn
 
 from conftest import _free_port
 from parley.app import create_app
-from parley.engines.scripted import ScriptedEngine
 from parley.settings import Settings
 from sse_util import read_events
+from support.scripted import ScriptedEngine
 
 SCRIPTS = {
     "fails-mid-stream": ScriptedEngine([b"Hello", b" world", b" never"], fail_after=2),

@@ -6,8 +6,8 @@ import openai
 import pytest
 
 from conftest import SMOL
-from parley.engines.draft_cost import DraftCost
-from parley.engines.prompt_lookup import PromptLookup
+from parley.engines.llamacpp.draft_cost import DraftCost
+from parley.engines.llamacpp.prompt_lookup import PromptLookup
 
 PASSAGE = ("The lighthouse on the northern cape was built in 1871 from granite quarried on the island itself. "
            "Its lamp burned whale oil at first, then paraffin, and since 1954 it has been electric. The keeper's "

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .base import Engine, Vocabulary
-from .facts import ModelFacts
 from .features import EngineFeatures
-from .hf_dir import is_hf_dir, read_hf_facts
-from .llamacpp.header import read_gguf_facts
+from .formats.facts import ModelFacts
+from .formats.gguf import read_gguf_facts
+from .formats.hf_dir import is_hf_dir, read_hf_facts
 
 Setting = Callable[[str], Any]  # a load setting by name: the model's own (config file) or the server's
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..engines.hf_dir import is_hf_dir
+from ..engines.formats.hf_dir import is_hf_dir
 from .packaged import PACKAGED_MODELS, PackagedModel
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engines.base import Engine
-from ..engines.facts import CorruptModelError, ModelFacts, served_context
+from ..engines.formats.facts import CorruptModelError, ModelFacts, served_context
 from ..engines.isolated import EngineSpec, IsolatedEngine
 from ..engines.registry import FORMATS, EngineKind, engine_for
 from ..engines.runner import EngineRunner, GenerationStats

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..engines.facts import ModelFacts
+from ..engines.formats.facts import ModelFacts
 from .discovery import ModelEntry
 from .packaged import PACKAGED_MODELS
 from .registry import ModelRegistry

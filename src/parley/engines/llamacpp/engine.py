@@ -14,10 +14,10 @@ from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ...grammar.threads import on_grammar_thread
 from ..base import AfterDelivery, Generation, Sink, SpeaksThroughVocabulary
-from ..facts import served_context
 from ..features import EngineFeatures
-from ..prefix_store import PrefixStore
+from ..formats.facts import served_context
 from . import cpu_backend
+from .prefix_store import PrefixStore
 from .sampling import build_sampler, compile_check
 from .scheduler import BatchScheduler
 from .states import model_identity

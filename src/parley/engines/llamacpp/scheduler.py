@@ -23,9 +23,9 @@ from ...core.thinking import BudgetTracker
 from ...errors import EngineError
 from ...grammar.threads import start_thread
 from ..base import AfterDelivery, Done, Item, Sampled, Sink, Started
-from ..draft_cost import DraftCost
-from ..prefix_store import PrefixStore, Restored
-from ..prompt_lookup import PromptLookup
+from .draft_cost import DraftCost
+from .prefix_store import PrefixStore, Restored
+from .prompt_lookup import PromptLookup
 from .sampling import RequestSampler, logprobs
 from .slot_cells import SlotCells
 from .slots import Slot, SlotTable

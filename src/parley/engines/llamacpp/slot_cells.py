@@ -13,7 +13,7 @@ import time
 import llama_cpp
 from llama_cpp._internals import LlamaContext
 
-from ..prefix_store import PrefixStore, Restored
+from .prefix_store import PrefixStore, Restored
 from .slots import Parked, Placement, Slot, SlotTable
 from .states import SequenceStates
 

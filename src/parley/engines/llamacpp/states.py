@@ -1,4 +1,4 @@
-"""A llama.cpp sequence's KV state as bytes, for the persistent prompt cache (`engines/prefix_store.py`)."""
+"""A llama.cpp sequence's KV state as bytes, for the persistent prompt cache (`prefix_store.py`)."""
 
 from __future__ import annotations
 

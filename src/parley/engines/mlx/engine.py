@@ -18,9 +18,10 @@ from typing import Any
 from ...core.params import SamplingParams
 from ...errors import InvalidRequestError
 from ..base import Done, Generation, Sampled, Sink, SpeaksThroughVocabulary, Started, TokenLogprob
-from ..facts import served_context
+from ..constrained import make_tokenizer
 from ..features import EngineFeatures
-from .grammar import GrammarProcessor, compile_grammar, make_tokenizer
+from ..formats.facts import served_context
+from .grammar import GrammarProcessor, compile_grammar
 from .vocab import MlxVocab, mlx_available
 
 _work: queue.SimpleQueue[Any] = queue.SimpleQueue()

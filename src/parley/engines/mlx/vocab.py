@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..hf_vocab import HFVocab
+from ..formats.hf_vocab import HFVocab
 
 
 def mlx_available() -> str | None:

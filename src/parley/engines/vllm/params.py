@@ -12,7 +12,8 @@ from typing import Any
 
 from ...core.params import GrammarConstraint, SamplingParams
 from ...errors import InvalidRequestError
-from .grammar import EXTRA_KEY, compile_gbnf
+from ..constrained import compile_gbnf
+from .grammar import EXTRA_KEY
 
 
 def to_vllm(params: SamplingParams, max_tokens: int, eos: Iterable[int], min_p: float) -> Any:

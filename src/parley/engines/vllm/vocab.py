@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ..hf_vocab import HFVocab
+from ..formats.hf_vocab import HFVocab
 
 
 def vllm_available() -> str | None:

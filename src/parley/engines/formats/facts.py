@@ -1,5 +1,5 @@
 """What a model file says about itself, read without loading it: for `parley models`, `/v1/models` and the
-registry's checks. Each model format has its reader (llamacpp/header.py, hf_dir.py)."""
+registry's checks. Each model format has its reader (gguf.py, hf_dir.py)."""
 
 from __future__ import annotations
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import threading
 
-from ..core.params import SamplingParams
-from ..core.template import ChatTemplate
-from ..errors import EngineError
-from .base import Done, Generation, Sampled, Sink, Started
-from .features import EngineFeatures
+from parley.core.params import SamplingParams
+from parley.core.template import ChatTemplate
+from parley.engines.base import Done, Generation, Sampled, Sink, Started
+from parley.engines.features import EngineFeatures
+from parley.errors import EngineError
 
 END = -1
 

@@ -10,7 +10,7 @@ import mmap
 import struct
 from pathlib import Path
 
-from ..facts import CorruptModelError, ModelFacts
+from .facts import CorruptModelError, ModelFacts
 
 MAGIC = b"GGUF"
 # GGUF value types → struct format of fixed-size scalars (8 = string, 9 = array).

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..core.template import ChatTemplate
+from ...core.template import ChatTemplate
 
 
 def _byte_decoder() -> dict[str, int]:
