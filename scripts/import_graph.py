@@ -23,7 +23,7 @@ PACKAGE = "parley"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry", ("parley.cli", "parley.app", "parley.server", "parley.banner", "parley.commands")),
     ("api", ("parley.api",)),
-    ("services", ("parley.services", "parley.batches", "parley.metrics")),
+    ("services", ("parley.services", "parley.metrics")),
     ("chat", ("parley.chat",)),
     ("models", ("parley.models", "parley.settings")),
     ("engines", ("parley.engines",)),

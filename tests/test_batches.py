@@ -169,7 +169,7 @@ def test_a_body_that_is_not_json_is_a_400(bserver):
 
 def test_the_store_expires_ends_and_forgets_batches(tmp_path):
     """What takes a day or a month to happen on a server: the store's own clock, moved forward."""
-    from parley.batches.store import EXPIRES_AFTER, BatchStore
+    from parley.services.batches.store import EXPIRES_AFTER, BatchStore
 
     store = BatchStore(tmp_path)
     batch = store.create([("a", {}), ("b", {}), ("c", {})], now=1000.0)

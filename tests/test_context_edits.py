@@ -193,7 +193,7 @@ def test_untriggered_and_thinking_edits_on_a_server(client):
         final = stream.get_final_message()  # the stream's message_delta carries the (empty) record
     assert final.context_management is not None and final.context_management.applied_edits == []
 
-    from parley.api.signatures import ThinkingSigner, load_or_create_key
+    from parley.services.signatures import ThinkingSigner, load_or_create_key
     from parley.settings import Settings
 
     settings = Settings()

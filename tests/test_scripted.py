@@ -14,6 +14,7 @@ import uvicorn
 
 from conftest import _free_port
 from parley.app import create_app
+from parley.services import app_services
 from parley.settings import Settings
 from sse_util import read_events
 from support.scripted import ScriptedEngine
@@ -31,7 +32,7 @@ def scripted_url() -> Iterator[str]:
     settings = Settings(port=_free_port())
     app = create_app(settings)
     for name, engine in SCRIPTS.items():
-        app.state.registry.register_engine(name, engine)
+        app_services(app).registry.register_engine(name, engine)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

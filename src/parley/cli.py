@@ -100,6 +100,7 @@ def _serve(settings: Settings) -> int:
     from .api.middleware import RequestIdLogFilter
     from .app import create_app
     from .server import GracefulServer
+    from .services import app_services
 
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdLogFilter())
@@ -117,7 +118,7 @@ def _serve(settings: Settings) -> int:
     def ready(port: int) -> None:
         print(ready_banner(settings.host, port, settings.default_model, bool(api_keys(settings))), flush=True)
 
-    GracefulServer(config, app.state.stopping, settings.shutdown_grace, on_ready=ready).run()
+    GracefulServer(config, app_services(app).stopping, settings.shutdown_grace, on_ready=ready).run()
     return 0
 
 

@@ -10,6 +10,7 @@ from ..core.thinking import template_reasons
 from ..errors import InvalidRequestError
 from ..models.discovery import ModelEntry
 from ..models.registry import ModelRegistry
+from ..services import services
 
 router = APIRouter()
 
@@ -70,7 +71,7 @@ async def list_models(
     before_id: str | None = None,
     after_id: str | None = None,
 ) -> dict[str, Any]:
-    registry = request.app.state.registry
+    registry = services(request).registry
     entries = registry.catalogue()
     ids = [e.id for e in entries]
     for name, value in (("after_id", after_id), ("before_id", before_id)):
@@ -96,7 +97,7 @@ async def list_models(
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    registry = request.app.state.registry
+    registry = services(request).registry
     return _model_body(registry.resolve(model_id), registry)
 
 

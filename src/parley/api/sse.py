@@ -15,6 +15,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from ..errors import ClientGoneError, OverloadedError, RequestTimeoutError
+from ..services import services
 
 T = TypeVar("T")
 
@@ -25,8 +26,8 @@ def sse_event(event: str, data: dict[str, Any]) -> bytes:
 
 def request_guard(request: Request) -> Guard:
     """The guard of a request that starts now, under the app's settings."""
-    state = request.app.state
-    return Guard(time.monotonic() + state.settings.request_timeout, state.stopping)
+    svc = services(request)
+    return Guard(time.monotonic() + svc.settings.request_timeout, svc.stopping)
 
 
 class Guard:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...batches.store import OUTCOMES, BatchRow
+from ...services.batches.store import OUTCOMES, BatchRow
 
 MAX_REQUESTS = 100_000  # per batch, as the API
 CUSTOM_ID_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"

@@ -11,23 +11,35 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from ...batches.store import BatchRow, BatchStore
 from ...errors import InvalidRequestError, NotFoundError, ParleyError
+from ...services import services
+from ...services.batches.store import BatchRow, BatchStore
+from ...services.batches.worker import BatchWorker
 from ..errors import validation_message
 from .batch_wire import BatchCreateRequest, batch_body
-from .batch_worker import BatchWorker
 
 router = APIRouter()
 BASE = "/v1/messages/batches"
 RESULTS_PAGE = 1000  # result rows read from the store per chunk of the JSONL stream
 
 
+def _unavailable() -> ParleyError:
+    return ParleyError("Message Batches are unavailable: the data directory could not be opened "
+                       "(see the server log; --data-dir).")
+
+
 def _store(request: Request) -> BatchStore:
-    store = getattr(request.app.state, "batch_store", None)
+    store = services(request).batch_store
     if store is None:
-        raise ParleyError("Message Batches are unavailable: the data directory could not be opened "
-                          "(see the server log; --data-dir).")
+        raise _unavailable()
     return store
+
+
+def _worker(request: Request) -> BatchWorker:
+    worker = services(request).batch_worker  # opened with the store: None only when it is
+    if worker is None:
+        raise _unavailable()
+    return worker
 
 
 def _results_url(request: Request, batch_id: str) -> str:
@@ -74,8 +86,7 @@ async def create_batch(request: Request) -> dict[str, Any]:
     # Up to 256 MB: parsed and stored off the event loop, so that running streams do not stall meanwhile.
     body = await asyncio.to_thread(_parse_create, raw)
     batch = await asyncio.to_thread(store.create, [(r.custom_id, r.params) for r in body.requests])
-    worker: BatchWorker = request.app.state.batch_worker
-    worker.wake()
+    _worker(request).wake()
     return _body(request, batch)
 
 
@@ -100,9 +111,7 @@ async def retrieve_batch(batch_id: str, request: Request) -> dict[str, Any]:
 
 @router.post(BASE + "/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, request: Request) -> dict[str, Any]:
-    _store(request)
-    worker: BatchWorker = request.app.state.batch_worker
-    batch = await worker.cancel(batch_id)
+    batch = await _worker(request).cancel(batch_id)
     if batch is None:
         raise NotFoundError(f"Message Batch '{batch_id}' not found.")
     return _body(request, batch)

@@ -19,7 +19,7 @@ from ...core.events import (
     ToolCallEnd,
     ToolCallStart,
 )
-from ..signatures import ThinkingSigner
+from ...services.signatures import ThinkingSigner
 
 
 @dataclass(frozen=True)

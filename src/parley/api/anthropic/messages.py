@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...chat.pipeline import PreparedChat, prepare_chat
+from ...services import Services
 from .blocks import BlockAssembler
 from .context_edits import apply_edits
 from .prompt_cache import Breakpoints, cache_marks, locate
@@ -29,14 +30,13 @@ class MessageCall:
     context_management: dict[str, Any] | None = None  # {"applied_edits": [...]} when the request asked for edits
 
 
-async def prepare_message(body: MessagesRequest, state: Any) -> MessageCall:
-    """`state` is the app's state (settings, signer, registry). Raises a ParleyError for anything the API
-    rejects before a response starts."""
-    signer = state.signer
+async def prepare_message(body: MessagesRequest, services: Services) -> MessageCall:
+    """Raises a ParleyError for anything the API rejects before a response starts."""
+    signer = services.signer
     conversation = await asyncio.to_thread(to_conversation, body, signer)  # a PDF's text takes a while
     marks = cache_marks(body)  # breakpoints the API refuses are a 400 before the model loads
     request = to_request(body, conversation, to_sampling(body), body.max_tokens)
-    runner = await state.registry.runner(body.model)
+    runner = await services.registry.runner(body.model)
     renderer = RequestRenderer(runner, signer, request)  # measures variants of this request
     context_management = None
     if body.context_management is not None:  # edited before rendering, as the API edits
@@ -47,7 +47,7 @@ async def prepare_message(body: MessagesRequest, state: Any) -> MessageCall:
             request = dataclasses.replace(request, conversation=conversation)
             marks = cache_marks(body)  # cleared thinking blocks moved the others
         context_management = {"applied_edits": edited.applied_edits}
-    chat = await prepare_chat(runner, request, state.settings.tool_grammar)
+    chat = await prepare_chat(runner, request, services.settings.tool_grammar)
     blocks = BlockAssembler(signer, omit_thinking=request.thinking.display == "omitted")
     cache = await asyncio.to_thread(locate, marks, body, renderer.text, renderer.tokenize,
                                     chat.prompt_tokens) if marks else None

@@ -8,7 +8,7 @@ from ...chat.pipeline import RenderPlan, render_text
 from ...core.messages import Conversation
 from ...core.request import ChatRequest
 from ...engines.runner import EngineRunner
-from ..signatures import ThinkingSigner
+from ...services.signatures import ThinkingSigner
 from .protocol import _ConversationRequest
 from .translate import to_conversation
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...core.params import SamplingParams
+from ...services import services
 from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .context_edits import apply_edits
 from .messages import prepare_message
@@ -23,10 +24,11 @@ router = APIRouter()
 
 @router.post("/v1/messages", response_model=None)
 async def create_message(body: MessagesRequest, request: Request) -> Any:
+    svc = services(request)
     guard = request_guard(request)
-    call = await prepare_message(body, request.app.state)
+    call = await prepare_message(body, svc)
     if body.stream:
-        stream = sse_message(call, request.app.state.settings.ping_interval, guard)
+        stream = sse_message(call, svc.settings.ping_interval, guard)
         return EventStreamResponse(stream, on_close=call.chat.cancel)
     try:
         result = await until_disconnected(request.receive, collect_message(call), guard)
@@ -39,13 +41,13 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, Any]:
     """The prompt exactly as /v1/messages renders it, after any context edits (and, as the API says, how many
     tokens it had before them)."""
-    state = request.app.state
-    conversation = await asyncio.to_thread(to_conversation, body, state.signer)
+    svc = services(request)
+    conversation = await asyncio.to_thread(to_conversation, body, svc.signer)
     cache_marks(body)  # validated as /v1/messages validates them
-    runner = await state.registry.runner(body.model)
+    runner = await svc.registry.runner(body.model)
     # count_tokens samples nothing: the request's params only shape the plan, not the prompt
     request = to_request(body, conversation, SamplingParams(max_tokens=1), None)
-    renderer = RequestRenderer(runner, state.signer, request)
+    renderer = RequestRenderer(runner, svc.signer, request)
     original = await asyncio.to_thread(renderer.count, body, conversation)
     if body.context_management is None:
         return {"input_tokens": original}

@@ -13,7 +13,7 @@ from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...core.tools import ToolChoice
 from ...errors import InvalidRequestError
-from ..signatures import ThinkingSigner
+from ...services.signatures import ThinkingSigner
 from .documents import TEXT_BLOCKS, block_text, joined_text, unsupported
 from .prompt_cache import Breakpoints
 from .protocol import (

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ...chat.pipeline import prepare_chat
+from ...services import services
 from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .protocol import ChatCompletionRequest
 from .stream import collect_completion, sse_completion
@@ -19,8 +20,9 @@ router = APIRouter()
 @router.post("/v1/chat/completions", response_model=None)
 async def create_chat_completion(body: ChatCompletionRequest, request: Request) -> Any:
     guard = request_guard(request)
-    runner = await request.app.state.registry.runner(body.model)
-    settings = request.app.state.settings
+    svc = services(request)
+    runner = await svc.registry.runner(body.model)
+    settings = svc.settings
     chat = await prepare_chat(runner, to_request(body, runner.engine.n_ctx), settings.tool_grammar)
     completion_id = new_completion_id()
     if body.stream:

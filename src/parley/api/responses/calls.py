@@ -13,39 +13,41 @@ from ...core.messages import Conversation
 from ...core.request import ChatRequest
 from ...engines.runner import EngineRunner, Preempted, low_priority
 from ...errors import InvalidRequestError, NotFoundError, ParleyError, PromptTooLongError
+from ...services import Services
+from ...services.responses.store import ResponseStore
 from ..errors import exception_envelope
 from .output import OutputAssembler
 from .protocol import InputTokensRequest, ResponsesRequest
 from .response import ResponseCall
-from .store import ResponseStore
 from .stream import collect_response
 from .translate import SEALED_REASONING, Translated, input_items, new_id, to_request
 
 log = logging.getLogger(__name__)
 
 
-def response_store(state: Any) -> ResponseStore:
-    store = getattr(state, "response_store", None)
+def response_store(services: Services) -> ResponseStore:
+    store = services.response_store
     if store is None:
         raise InvalidRequestError("stored responses are off: the server's data directory could not be opened")
     return store
 
 
-async def history(body: InputTokensRequest, state: Any) -> list[dict[str, Any]]:
+async def history(body: InputTokensRequest, services: Services) -> list[dict[str, Any]]:
     if body.previous_response_id is None:
         return []
-    found = await asyncio.to_thread(response_store(state).history, body.previous_response_id)
+    found = await asyncio.to_thread(response_store(services).history, body.previous_response_id)
     if found is None:
         raise NotFoundError(f"Previous response with id '{body.previous_response_id}' not found.")
     return found
 
 
-async def translate(body: InputTokensRequest, state: Any) -> tuple[Translated, list[dict[str, Any]], EngineRunner]:
+async def translate(body: InputTokensRequest, services: Services
+                    ) -> tuple[Translated, list[dict[str, Any]], EngineRunner]:
     """The neutral request; the context (earlier turns and this input, as items); the model's runner."""
     items = input_items(body)
-    earlier = await history(body, state)
-    runner = await state.registry.runner(body.model or state.settings.default_model)
-    translated = await asyncio.to_thread(to_request, body, earlier, items, state.signer, runner.engine.n_ctx)
+    earlier = await history(body, services)
+    runner = await services.registry.runner(body.model or services.settings.default_model)
+    translated = await asyncio.to_thread(to_request, body, earlier, items, services.signer, runner.engine.n_ctx)
     return translated, [*earlier, *items], runner
 
 
@@ -69,35 +71,36 @@ async def fitted(runner: EngineRunner, request: ChatRequest, truncation: str | N
             request = dataclasses.replace(request, conversation=shorter)
 
 
-async def start(body: ResponsesRequest, state: Any) -> tuple[ResponseCall, ChatRequest, EngineRunner]:
+async def start(body: ResponsesRequest, services: Services) -> tuple[ResponseCall, ChatRequest, EngineRunner]:
     """Everything that can be refused before a response exists."""
     if body.background and body.store is False:
         raise InvalidRequestError("background: background responses must be stored (store: true)")
     if body.background and body.stream:
         raise InvalidRequestError("background: streaming a background response is not supported; poll "
                                   "GET /v1/responses/{id} (with stream=true to replay it once done)")
-    translated, context, runner = await translate(body, state)
-    output = OutputAssembler(translated.tools, state.signer, SEALED_REASONING in (body.include or []),
+    translated, context, runner = await translate(body, services)
+    output = OutputAssembler(translated.tools, services.signer, SEALED_REASONING in (body.include or []),
                              body.max_tool_calls)
     call = ResponseCall(new_id("resp"), body, None, output, context)
     return call, translated.request, runner
 
 
-async def save(state: Any, call: ResponseCall, response: dict[str, Any]) -> None:
+async def save(services: Services, call: ResponseCall, response: dict[str, Any]) -> None:
     if call.store:
-        await asyncio.to_thread(response_store(state).save, response, call.context, call.events)
+        await asyncio.to_thread(response_store(services).save, response, call.context, call.events)
 
 
-async def run_in_background(state: Any, call: ResponseCall, request: ChatRequest, runner: EngineRunner) -> None:
+async def run_in_background(services: Services, call: ResponseCall, request: ChatRequest, runner: EngineRunner
+                            ) -> None:
     """Runs on the batches' low-priority path: it takes a slot only when interactive requests leave one, and
     starts again from the beginning when one takes it back."""
-    await save(state, call, call.snapshot("queued"))
+    await save(services, call, call.snapshot("queued"))
     with low_priority():
         while True:
             call.output, call.events = call.output.fresh(), []
             try:
-                call.chat = await fitted(runner, request, call.body.truncation, state.settings.tool_grammar)
-                await save(state, call, call.snapshot("in_progress"))
+                call.chat = await fitted(runner, request, call.body.truncation, services.settings.tool_grammar)
+                await save(services, call, call.snapshot("in_progress"))
                 try:
                     final = await collect_response(call)
                 finally:
@@ -105,12 +108,12 @@ async def run_in_background(state: Any, call: ResponseCall, request: ChatRequest
             except Preempted:
                 continue
             except asyncio.CancelledError:
-                await save(state, call, call.snapshot("cancelled"))
+                await save(services, call, call.snapshot("cancelled"))
                 raise
             except Exception as exc:
                 if not isinstance(exc, ParleyError):
                     log.exception("background response failed")
                 message = exception_envelope(True, exc)["error"]["message"]
                 final = call.snapshot("failed", {"code": "server_error", "message": message})
-            await save(state, call, final)
+            await save(services, call, final)
             return

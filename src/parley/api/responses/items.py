@@ -15,8 +15,8 @@ from typing import Any
 
 from ...core.messages import ChatMessage, ToolCall
 from ...errors import InvalidRequestError
+from ...services.signatures import ThinkingSigner
 from ..attachments import image_note, pdf_text
-from ..signatures import ThinkingSigner
 
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
 HOSTED_CALLS = ("web_search_call", "file_search_call", "computer_call", "computer_call_output",

@@ -21,7 +21,7 @@ from ...core.events import (
     ToolCallEnd,
     ToolCallStart,
 )
-from ..signatures import ThinkingSigner
+from ...services.signatures import ThinkingSigner
 from .tools import ToolSet
 from .translate import new_id
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...chat.pipeline import RenderPlan, render_prompt
 from ...errors import InvalidRequestError, NotFoundError
+from ...services import services
 from ..sse import EventStreamResponse, request_guard, until_disconnected
 from .calls import fitted, response_store, run_in_background, save, start, translate
 from .protocol import InputTokensRequest, ResponsesRequest
@@ -21,18 +22,18 @@ router = APIRouter()
 
 @router.post("/v1/responses", response_model=None)
 async def create_response(body: ResponsesRequest, request: Request) -> Any:
-    state = request.app.state
+    svc = services(request)
     guard = request_guard(request)
-    call, chat_request, runner = await start(body, state)
+    call, chat_request, runner = await start(body, svc)
     if body.background:
-        task = asyncio.create_task(run_in_background(state, call, chat_request, runner))
-        state.response_tasks[call.id] = task
-        task.add_done_callback(lambda _: state.response_tasks.pop(call.id, None))
+        task = asyncio.create_task(run_in_background(svc, call, chat_request, runner))
+        svc.response_tasks[call.id] = task
+        task.add_done_callback(lambda _: svc.response_tasks.pop(call.id, None))
         return JSONResponse(call.snapshot("queued"))
-    call.chat = await fitted(runner, chat_request, body.truncation, state.settings.tool_grammar)
-    saved = functools.partial(save, state)
+    call.chat = await fitted(runner, chat_request, body.truncation, svc.settings.tool_grammar)
+    saved = functools.partial(save, svc)
     if body.stream:
-        stream = sse_response(call, state.settings.ping_interval, guard, saved)
+        stream = sse_response(call, svc.settings.ping_interval, guard, saved)
         return EventStreamResponse(stream, on_close=call.chat.cancel)
     try:
         result = await until_disconnected(request.receive, collect_response(call), guard)
@@ -45,14 +46,14 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
 @router.post("/v1/responses/input_tokens")
 async def count_input_tokens(body: InputTokensRequest, request: Request) -> dict[str, Any]:
     """The prompt exactly as a create request renders it (before any `truncation: auto`)."""
-    translated, _, runner = await translate(body, request.app.state)
+    translated, _, runner = await translate(body, services(request))
     plan = RenderPlan.of(translated.request, runner.engine.chat_template.source)
     _, tokens = await render_prompt(runner, translated.request.conversation, plan)
     return {"object": "response.input_tokens", "input_tokens": len(tokens)}
 
 
 async def _stored(request: Request, response_id: str) -> dict[str, Any]:
-    found = await asyncio.to_thread(response_store(request.app.state).get, response_id)
+    found = await asyncio.to_thread(response_store(services(request)).get, response_id)
     if found is None:
         raise NotFoundError(f"Response with id '{response_id}' not found.")
     return found
@@ -63,18 +64,18 @@ async def retrieve_response(response_id: str, request: Request, stream: bool = F
                             starting_after: int | None = None) -> Any:
     found = await _stored(request, response_id)
     if stream:
-        events = await asyncio.to_thread(response_store(request.app.state).events, response_id) or []
+        events = await asyncio.to_thread(response_store(services(request)).events, response_id) or []
         return StreamingResponse(replay(events, starting_after), media_type="text/event-stream")
     return found
 
 
 @router.delete("/v1/responses/{response_id}")
 async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
-    state = request.app.state
-    if task := state.response_tasks.get(response_id):
+    svc = services(request)
+    if task := svc.response_tasks.get(response_id):
         task.cancel()
         await asyncio.wait({task})  # its last save lands before the delete, not after
-    if not await asyncio.to_thread(response_store(state).delete, response_id):
+    if not await asyncio.to_thread(response_store(svc).delete, response_id):
         raise NotFoundError(f"Response with id '{response_id}' not found.")
     return {"id": response_id, "object": "response.deleted", "deleted": True}
 
@@ -83,7 +84,7 @@ async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
 async def cancel_response(response_id: str, request: Request) -> dict[str, Any]:
     """Only a background response can be cancelled; one that has ended stays as it ended."""
     found = await _stored(request, response_id)
-    task = request.app.state.response_tasks.get(response_id)
+    task = services(request).response_tasks.get(response_id)
     if not found.get("background"):
         raise InvalidRequestError("Only responses created with background: true can be cancelled.")
     if task is not None:
@@ -97,7 +98,7 @@ async def cancel_response(response_id: str, request: Request) -> dict[str, Any]:
 async def list_input_items(response_id: str, request: Request, limit: int = Query(20, ge=1, le=100),
                            order: str = Query("desc", pattern="^(asc|desc)$"), after: str | None = None,
                            before: str | None = None) -> dict[str, Any]:
-    items = await asyncio.to_thread(response_store(request.app.state).context, response_id)
+    items = await asyncio.to_thread(response_store(services(request)).context, response_id)
     if items is None:
         raise NotFoundError(f"Response with id '{response_id}' not found.")
     if order == "desc":

@@ -12,7 +12,7 @@ from ...core.params import SamplingParams
 from ...core.request import ChatRequest, OutputFormat
 from ...core.thinking import Thinking
 from ...errors import InvalidRequestError
-from ..signatures import ThinkingSigner
+from ...services.signatures import ThinkingSigner
 from .items import to_turns
 from .protocol import InputTokensRequest, ResponsesRequest
 from .tools import ToolSet, to_tool_choice, to_tools

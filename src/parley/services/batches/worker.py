@@ -1,4 +1,5 @@
-"""Runs stored batch requests on the engines, at low priority, as `/v1/messages` would run them.
+"""Runs stored batch requests on the engines, at low priority, through the `answer` callable it is given
+(the API layer's: `/v1/messages`' own code and errors, so this service knows no wire format).
 
 Up to `concurrency` requests are in flight (one per slot of a model); each runs in a task of its own under
 `low_priority()`, so it takes a slot only when interactive requests leave one free and gives it back when one
@@ -12,55 +13,23 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
-from ...batches.store import CANCELED, BatchRow, BatchStore, PendingRequest
 from ...engines.runner import Preempted, low_priority
-from ...errors import OverloadedError, ParleyError
-from ..errors import envelope, validation_message
-from .messages import prepare_message
-from .protocol import MessagesRequest
-from .stream import collect_message
+from ...errors import OverloadedError
+from .store import CANCELED, BatchRow, BatchStore, PendingRequest
 
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 60.0  # expiry, retention and the data-dir lock are checked this often
 OVERLOADED_RETRY_SECONDS = 1.0  # a batch request the server could not take now waits this long, then runs again
-STREAM_IN_BATCH = "stream: streaming is not supported in Message Batches requests"
 
-
-def _errored(error_type: str, message: str) -> tuple[str, dict[str, Any]]:
-    # The API nests the error envelope inside the result.
-    return "errored", {"type": "errored", "error": envelope(False, error_type, message)}
-
-
-async def answer(params: dict[str, Any], state: Any) -> tuple[str, dict[str, Any]]:
-    """One batch request's outcome and result object, from the same code (and errors) as `/v1/messages`.
-    Raises Preempted when an interactive request took its slot, OverloadedError when it could not be taken now:
-    a client would retry those, so the worker does."""
-    try:
-        body = MessagesRequest.model_validate(params)
-    except ValidationError as exc:
-        return _errored("invalid_request_error", validation_message(exc))
-    if body.stream:
-        return _errored("invalid_request_error", STREAM_IN_BATCH)
-    try:
-        call = await prepare_message(body, state)
-        try:
-            message = await collect_message(call)
-        finally:
-            call.chat.cancel()
-    except (Preempted, OverloadedError):
-        raise
-    except ParleyError as exc:
-        return _errored(exc.error_type, exc.message)
-    except Exception:  # as the route's last-resort handler answers it
-        log.exception("batch request failed")
-        return _errored("api_error", "Internal server error")
-    return "succeeded", {"type": "succeeded", "message": message}
+# One request's stored `params` → (outcome, result object). It raises Preempted when an interactive request took
+# its slot and OverloadedError when the server could not take it now (the worker runs it again later); any other
+# failure is the callable's to answer as an `errored` result.
+Answer = Callable[[dict[str, Any]], Awaitable[tuple[str, dict[str, Any]]]]
 
 
 @dataclass
@@ -71,9 +40,9 @@ class _Job:
 
 
 class BatchWorker:
-    def __init__(self, store: BatchStore, state: Any, concurrency: int, retention_days: float) -> None:
+    def __init__(self, store: BatchStore, answer: Answer, concurrency: int, retention_days: float) -> None:
         self._store = store
-        self._state = state
+        self._answer = answer
         self._concurrency = max(1, concurrency)
         self._retention = retention_days * 86400.0
         self._jobs: dict[tuple[int, int], _Job] = {}
@@ -187,7 +156,7 @@ class BatchWorker:
         """None: leave the request pending, to run again."""
         try:
             with low_priority():
-                return await answer(json.loads(job.request.params), self._state)
+                return await self._answer(json.loads(job.request.params))
         except Preempted:
             return ("canceled", CANCELED) if job.canceled else None
         except OverloadedError:

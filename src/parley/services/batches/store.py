@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DATABASE = "batches.sqlite3"  # also holds stored Responses (api/responses/store.py)
+DATABASE = "batches.sqlite3"  # also holds stored Responses (services/responses/store.py)
 EXPIRES_AFTER = 24 * 3600.0  # seconds from creation, as the API
 OUTCOMES = ("succeeded", "errored", "canceled", "expired")
 CANCELED = '{"type":"canceled"}'

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ...batches.store import DATABASE
+from ..batches.store import DATABASE
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -1,0 +1,1 @@
+"""Stored Responses (the OpenAI Responses API's `store: true`), kept across restarts."""
