@@ -1,6 +1,6 @@
 """Decode speed of the MLX engine against the llama.cpp engine on the same model, in one run: the packaged
 Qwen2.5-Coder-0.5B GGUF for llama.cpp, and the same weights converted with mlx-lm's converter for MLX (made
-once, cached; see tests/mlx_model.py). Both engines are driven directly (no HTTP), greedy, same prompt.
+once, cached; see tests/support/mlx_model.py). Both engines are driven directly (no HTTP), greedy, same prompt.
 
     .venv/bin/python bench/mlx_decode.py [--tokens 32] [--threads 2]
 """
@@ -36,9 +36,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    from mlx_model import convert_packaged_qwen
     from parley.engines.llamacpp import LlamaCppEngine
     from parley.engines.mlx import MlxEngine
+    from support.mlx_model import convert_packaged_qwen
 
     cache = Settings().cache_dir
     gguf = QWEN_CODER_05B.gguf_path(cache)

@@ -124,7 +124,7 @@ def parley_cmd(model: Path, port: int, n_ctx: int, seqs: int) -> list[str]:
 
 def default_model() -> Path:
     sys.path.insert(0, str(HERE.parent / "tests"))
-    from hf_model import packaged_qwen_hf
+    from support.hf_model import packaged_qwen_hf
 
     return packaged_qwen_hf()
 

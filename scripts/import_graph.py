@@ -23,7 +23,7 @@ PACKAGE = "parley"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry", ("parley.cli", "parley.app", "parley.server", "parley.banner", "parley.commands")),
     ("api", ("parley.api",)),
-    ("services", ("parley.services", "parley.metrics")),
+    ("services", ("parley.services",)),
     ("chat", ("parley.chat",)),
     ("models", ("parley.models", "parley.settings")),
     ("engines", ("parley.engines",)),

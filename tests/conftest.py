@@ -167,10 +167,10 @@ def client(server) -> anthropic.Anthropic:
 
 @pytest.fixture(scope="session")
 def think_models() -> Path:
-    """Reasoning variants of the packaged models (see reasoning_model.py), built once into the cache."""
+    """Reasoning variants of the packaged models (see support/reasoning_model.py), built once into the cache."""
     from parley.models.packaged import QWEN_CODER_05B, SMOLLM2_135M
     from parley.settings import Settings
-    from reasoning_model import build_reasoning_gguf
+    from support.reasoning_model import build_reasoning_gguf
 
     cache = Settings().cache_dir
     target = cache / "test-models"
@@ -186,10 +186,10 @@ def think_server(start_server, think_models) -> Server:
 
 @pytest.fixture(scope="session")
 def mlx_dir() -> Path:
-    """A tiny random-weight MLX model with the packaged Qwen's tokenizer (mlx_model.py), built once."""
-    from mlx_model import build_tiny_mlx_model
+    """A tiny random-weight MLX model with the packaged Qwen's tokenizer (support/mlx_model.py), built once."""
     from parley.models.packaged import QWEN_CODER_05B
     from parley.settings import Settings
+    from support.mlx_model import build_tiny_mlx_model
 
     cache = Settings().cache_dir
     return build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")

@@ -141,7 +141,7 @@ def test_prefill_after_a_system_message_is_continued(client):
 def alternating_server(start_server):
     from parley.models.packaged import SMOLLM2_135M
     from parley.settings import Settings
-    from reasoning_model import build_gguf_with_template
+    from support.reasoning_model import build_gguf_with_template
 
     cache = Settings().cache_dir
     target = cache / "test-models" / "alternating"

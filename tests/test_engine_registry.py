@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from reasoning_model import QWEN3_STYLE_TEMPLATE
+from support.reasoning_model import QWEN3_STYLE_TEMPLATE
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "parley"
 # Each layer may import only the layers listed for it (and itself); `errors`/`settings` are leaves everyone uses.

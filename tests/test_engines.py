@@ -1,6 +1,6 @@
 """The core protocol suite over every engine, as far as each engine's declared features go: llama.cpp (a GGUF),
-MLX (a tiny random-weight model directory, mlx_model.py) and vLLM (the packaged Qwen converted to a Hugging Face
-directory, hf_model.py, in its own venv, vllm_env.py). Random weights answer noise, so checks that need a model
+MLX (a tiny random-weight model directory, support/mlx_model.py) and vLLM (the packaged Qwen converted to a Hugging Face
+directory, support/hf_model.py, in its own venv, vllm_env.py). Random weights answer noise, so checks that need a model
 that behaves (a tool call under `auto`) run on the real models only."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import openai
 import pytest
 
 from conftest import QWEN, SMOL
-from reasoning_model import QWEN3_STYLE_TEMPLATE
-from sse_util import read_events
+from support.reasoning_model import QWEN3_STYLE_TEMPLATE
+from support.sse_util import read_events
 
 MLX = "tiny-qwen2-mlx"
 VLLM, VLLM_THINK = "qwen2.5-0.5b-hf", "qwen2.5-0.5b-hf-think"
@@ -63,7 +63,7 @@ def vllm_python() -> Path:
 
 @pytest.fixture(scope="session")
 def vllm_models() -> Path:
-    from hf_model import packaged_qwen_hf
+    from support.hf_model import packaged_qwen_hf
 
     plain = packaged_qwen_hf()
     return with_template(plain, plain.parent / VLLM_THINK, QWEN3_STYLE_TEMPLATE).parent

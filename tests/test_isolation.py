@@ -266,9 +266,9 @@ def test_no_model_process_outlives_the_server(start_server, how):
 
 
 def test_an_mlx_model_runs_in_its_own_process_too(start_server):
-    from mlx_model import build_tiny_mlx_model
     from parley.models.packaged import QWEN_CODER_05B
     from parley.settings import Settings
+    from support.mlx_model import build_tiny_mlx_model
 
     cache = Settings().cache_dir
     model_dir = build_tiny_mlx_model(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx" / "tiny-qwen2-mlx")

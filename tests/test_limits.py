@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from conftest import SMOL
-from sse_util import read_events
+from support.sse_util import read_events
 
 BODY = {"model": SMOL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
 # Greedy, so that it surely runs past the limits below (sampled, SmolLM2 sometimes ends its story in 2 s).
@@ -99,7 +99,7 @@ HOSTILE = {
 def hostile_server(start_server, tmp_path_factory):
     from parley.models.packaged import SMOLLM2_135M
     from parley.settings import Settings
-    from reasoning_model import build_gguf_with_template
+    from support.reasoning_model import build_gguf_with_template
 
     cache = Settings().cache_dir
     target = cache / "test-models" / "hostile"

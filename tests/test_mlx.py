@@ -55,10 +55,10 @@ def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_
 
 @pytest.fixture(scope="module")
 def real_mlx_server(start_server):
-    """Qwen2.5-Coder-0.5B, converted once from the packaged GGUF with mlx-lm's converter (see mlx_model.py)."""
-    from mlx_model import convert_packaged_qwen
+    """Qwen2.5-Coder-0.5B, converted once from the packaged GGUF with mlx-lm's converter (see support/mlx_model.py)."""
     from parley.models.packaged import QWEN_CODER_05B
     from parley.settings import Settings
+    from support.mlx_model import convert_packaged_qwen
 
     cache = Settings().cache_dir
     model_dir = convert_packaged_qwen(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx-real")

@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 from conftest import QWEN, SMOL
-from fake_hub import fake_hub
 from parley.models import registry as registry_module
 from parley.models.registry import ModelRegistry
 from parley.settings import Settings
+from support.fake_hub import fake_hub
 from support.scripted import ScriptedEngine
 
 HI = [{"role": "user", "content": "hi"}]

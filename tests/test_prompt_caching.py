@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from conftest import QWEN, SMOL
-from sse_util import read_events
+from support.sse_util import read_events
 
 GREEDY = {"temperature": 0}
 LONG = "You review Python code. Point out bugs first, then style, and keep every answer short. " * 12

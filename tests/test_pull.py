@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_hub import fake_hub
+from support.fake_hub import fake_hub
 
 
 @pytest.fixture(scope="module")

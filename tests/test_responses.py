@@ -16,7 +16,7 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
 from conftest import QWEN, SMOL
-from sse_util import read_events
+from support.sse_util import read_events
 
 EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 RESPONSE = pydantic.TypeAdapter(Response)
@@ -62,11 +62,11 @@ FILLER = ("The harbour town kept its records in a long ledger: ships that came i
 @pytest.fixture(scope="module")
 def rserver(start_server, tmp_path_factory):
     """SmolLM2 with a 1,024-token context (so that truncation is cheap to reach), Qwen as served, and
-    `smollm2-think`: SmolLM2 with a reasoning chat template (reasoning_model.py; built once, shared with
+    `smollm2-think`: SmolLM2 with a reasoning chat template (support/reasoning_model.py; built once, shared with
     conftest's think_models)."""
     from parley.models.packaged import SMOLLM2_135M
     from parley.settings import Settings
-    from reasoning_model import build_reasoning_gguf
+    from support.reasoning_model import build_reasoning_gguf
 
     models = Settings().cache_dir / "test-models"
     build_reasoning_gguf(SMOLLM2_135M.gguf_path(Settings().cache_dir), models, "smollm2-think")

@@ -1,4 +1,4 @@
-"""Reasoning on the Responses API, with a model whose chat template reasons (reasoning_model.py): the raw
+"""Reasoning on the Responses API, with a model whose chat template reasons (support/reasoning_model.py): the raw
 reasoning as a `reasoning` item, its effort as a budget, and sealed reasoning round-tripped by a stateless client
 (`store: false`, `include: ["reasoning.encrypted_content"]`, as Codex sends it)."""
 

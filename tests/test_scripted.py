@@ -16,8 +16,8 @@ from conftest import _free_port
 from parley.app import create_app
 from parley.services import app_services
 from parley.settings import Settings
-from sse_util import read_events
 from support.scripted import ScriptedEngine
+from support.sse_util import read_events
 
 SCRIPTS = {
     "fails-mid-stream": ScriptedEngine([b"Hello", b" world", b" never"], fail_after=2),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conftest import QWEN, SMOL
-from sse_util import read_events
+from support.sse_util import read_events
 
 
 def _body(**kw) -> dict:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from hf_model import packaged_qwen_hf  # noqa: E402
 from parley.core.messages import ChatMessage, Conversation, ToolSpec  # noqa: E402
 from parley.core.params import ReasoningBudget, SamplingParams  # noqa: E402
 from parley.engines.base import Done, Sampled, Started  # noqa: E402
+from support.hf_model import packaged_qwen_hf  # noqa: E402
 
 TOOLS = [
     ToolSpec("get_weather", "Current weather for a city",

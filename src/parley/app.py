@@ -26,11 +26,11 @@ from .api.models import router as models_router
 from .api.openai.router import router as openai_router
 from .api.playground import router as playground_router
 from .api.responses.router import router as responses_router
-from .metrics import Metrics
 from .models.registry import ModelRegistry
 from .services import Services
 from .services.batches.store import BatchStore
 from .services.batches.worker import BatchWorker
+from .services.metrics import Metrics
 from .services.responses.store import ResponseStore
 from .services.signatures import ThinkingSigner, load_or_create_key
 from .settings import Settings, api_keys

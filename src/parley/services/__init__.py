@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-from ..metrics import Metrics
 from ..models.registry import ModelRegistry
 from ..settings import Settings
 from .batches.store import BatchStore
 from .batches.worker import BatchWorker
+from .metrics import Metrics
 from .responses.store import ResponseStore
 from .signatures import ThinkingSigner
 

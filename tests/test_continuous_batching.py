@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from conftest import QWEN, SMOL
-from sse_util import read_events
+from support.sse_util import read_events
 
 GREEDY = {"temperature": 0}
 SYSTEM = ("You are a careful assistant for a geography quiz. Answer with a single word, the name asked for, "

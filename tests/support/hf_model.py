@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gguf
 
-from mlx_model import gguf_to_hf
+from .mlx_model import gguf_to_hf
 
 STAMP = "converted-hf-v1"
 
