@@ -7,12 +7,15 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley.chat.tools import ToolPlan
 from parley.core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from parley.core.messages import ToolSpec
 from parley.core.tools import ToolChoice
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
+from parley.parsers.holdback import partial_marker
 from parley.parsers.infer import (
     HERMES_FORMAT,
     JSON_FORMAT,
@@ -359,3 +362,42 @@ def test_new_formats_grammars_build_and_their_output_parses(fmt: ToolFormat) -> 
     # What the grammar forces: the native opener, a JSON call object, its closer.
     forced = f'{fmt.native.opener} {{"name": "get_weather", "arguments": {{"location": "Paris"}}}} {fmt.native.closer}'
     check(lambda: fmt.make_parser(SCHEMAS), forced, [call("get_weather", WEATHER)])
+
+
+# -- hold-back ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("buf,markers,expected", [
+    ("text <tool_", ["<tool_call>"], 6),
+    ("text <tool_call>", ["<tool_call>"], 0),  # a whole marker is found, not held
+    ("a</thi", ["</think>"], 5),
+    ("", ["</think>"], 0),
+    ("[", ["[TOOL_CALLS]", "[ARGS]"], 1),
+    ("ab", ["abc", "bcd"], 2),  # the longest over all markers
+    ("xb", ["abc", "bcd"], 1),
+    ("abc", ["", "c"], 0),  # an empty marker, and a one-character one, never hold anything
+    ("<<", ["<<<"], 2),
+])
+def test_partial_marker(buf: str, markers: list[str], expected: int) -> None:
+    assert partial_marker(buf, markers) == expected
+
+
+def test_partial_marker_fits_rejects_some_places() -> None:
+    # `{` counts only at a line's start: a brace after text on its line is not held.
+    at_line_start = lambda buf: lambda n: buf[: len(buf) - n].endswith("\n") or not buf[: len(buf) - n]  # noqa: E731
+    assert partial_marker("say {", ["{\"a"], at_line_start("say {")) == 0
+    assert partial_marker("say\n{", ["{\"a"], at_line_start("say\n{")) == 1
+    assert partial_marker("abab", ["ababx"], lambda n: n != 4) == 2  # the longest that fits, not just the longest
+
+
+def _brute_force(buf: str, markers: list[str], fits: Callable[[int], bool]) -> int:
+    """The definition: the longest proper, non-empty marker prefix that `buf` ends with and `fits` accepts."""
+    return max((n for m in markers for n in range(1, len(m)) if buf[len(buf) - n:] == m[:n] and n <= len(buf)
+                and fits(n)), default=0)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None, database=None)
+@given(buf=st.text("ab<>", max_size=12), markers=st.lists(st.text("ab<>", max_size=6), max_size=4),
+       banned=st.sets(st.integers(0, 8)))
+def test_partial_marker_is_its_definition(buf: str, markers: list[str], banned: set[int]) -> None:
+    fits = lambda n: n not in banned  # noqa: E731
+    assert partial_marker(buf, markers, fits) == _brute_force(buf, markers, fits)
+    assert partial_marker(buf, markers) == _brute_force(buf, markers, lambda n: True)

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner, JsonLexer
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
@@ -54,7 +55,7 @@ class MistralToolParser(MarkupCallParser):
             self._emit_text(body, events)
             self._state, self._raw = "open", buf[len(body) : at + len(MARKER)]
             return buf[at + len(MARKER) :]
-        keep = next((n for n in range(min(len(MARKER) - 1, len(buf)), 0, -1) if buf.endswith(MARKER[:n])), 0)
+        keep = partial_marker(buf, (MARKER,))
         body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
         self._emit_text(body, events)
         self._held = buf[len(body) :]

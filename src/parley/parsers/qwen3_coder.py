@@ -16,6 +16,7 @@ import math
 from typing import Any
 
 from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner
 from .markup import MarkupCallParser
 from .tool_calls import new_tool_id
@@ -66,7 +67,7 @@ class Qwen3CoderToolParser(MarkupCallParser):
             self._raw = buf[len(body) : at + len(opener)]
             self._state = "wrapped" if opener == CALL else "name"
             return buf[at + len(opener) :]
-        keep = max((n for o in OPENERS for n in range(1, len(o)) if buf.endswith(o[:n])), default=0)
+        keep = partial_marker(buf, OPENERS)
         body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
         self._emit_text(body, events)
         self._held = buf[len(body) :]
@@ -182,7 +183,7 @@ class Qwen3CoderToolParser(MarkupCallParser):
             self._add_value(final, events, last=True)
             self._state = "body"
             return text[at + len(PARAM_END) :] if tag == PARAM_END else text[at:]
-        keep = max((n for tag in VALUE_ENDS for n in range(1, len(tag)) if text.endswith(tag[:n])), default=0)
+        keep = partial_marker(text, VALUE_ENDS)
         safe = text[: len(text) - keep]
         if safe.endswith("\n"):
             safe = safe[:-1]  # it may be the newline before the closing tag

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from ..core.events import Event, TextDelta, ThinkingDelta, ThinkingEnd
 from ..core.thinking import CLOSE, OPEN
-
-
-def _partial_suffix(buf: str, tag: str) -> int:
-    for n in range(min(len(tag) - 1, len(buf)), 0, -1):
-        if buf.endswith(tag[:n]):
-            return n
-    return 0
+from .holdback import partial_marker
 
 
 class ThinkParser:
@@ -53,7 +47,7 @@ class ThinkParser:
                 events.append(ThinkingEnd("".join(self._thought)))
                 self._state, buf = "after", buf[at + len(CLOSE):]
                 continue
-            keep = _partial_suffix(buf, CLOSE)
+            keep = partial_marker(buf, (CLOSE,))
             self._think(buf[: len(buf) - keep], events)
             self._held = buf[len(buf) - keep:]
             break

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner, NotACall
 
 
@@ -116,14 +117,11 @@ class ToolCallParser:
         return best
 
     def _partial_opener_length(self, buf: str) -> int:
-        best = 0
-        for syntax in self._syntaxes:
-            opener = syntax.opener
-            for n in range(min(len(opener) - 1, len(buf)), best, -1):
-                if buf.endswith(opener[:n]) and (not syntax.line_start or self._at_start(buf, len(buf) - n)):
-                    best = n
-                    break
-        return best
+        anywhere = [s.opener for s in self._syntaxes if not s.line_start]
+        line_start = [s.opener for s in self._syntaxes if s.line_start]
+        # A line-start opener's beginning waits only where the opener would count.
+        at_start = partial_marker(buf, line_start, lambda n: self._at_start(buf, len(buf) - n))
+        return max(partial_marker(buf, anywhere), at_start)
 
     def _emit_text(self, text: str, events: list[Event]) -> None:
         if not text:
