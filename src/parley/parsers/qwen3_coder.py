@@ -35,26 +35,31 @@ class Qwen3CoderToolParser(MarkupCallParser):
     """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
 
     def __init__(self, tool_schemas: dict[str, dict[str, Any]]) -> None:
+        super().__init__(set(tool_schemas))
+        # States: text | wrapped | json | name | body | key | value | closer (see `_step`).
         self._schemas = tool_schemas
-        self._tools = set(tool_schemas)
-        self._held = ""  # text that may start an opener, or trailing whitespace that may precede one
-        self._seen_text = False  # any text emitted in the current text block
-        self._state = "text"  # text | wrapped | json | name | body | key | value | closer
-        self._buf = ""  # the current state's pending input
-        self._raw = ""  # markup consumed since the opener, shown as text if it is not a call after all
-        self._scanner: JsonCallScanner | None = None
-        self._started, self._name = False, ""  # the current call
+        self._name = ""  # the current call
         self._input: dict[str, Any] = {}
         self._key_sent = False  # a parameter of the current call was sent: the next one follows a ", "
         self._key, self._value, self._value_began = "", "", False  # the current parameter (value: text so far)
 
-    def feed(self, text: str) -> list[Event]:
-        events: list[Event] = []
-        text, self._buf = self._buf + text, ""
-        while text:
-            feed = self._tag_end if self._state in ("name", "key") else getattr(self, f"_feed_{self._state}")
-            text = feed(text, events)
-        return events
+    def _step(self, text: str, events: list[Event]) -> str:
+        match self._state:
+            case "text":
+                return self._feed_text(text, events)
+            case "wrapped":  # after <tool_call>
+                return self._feed_wrapped(text, events)
+            case "json":  # a hermes JSON call object
+                return self._feed_scanner(text, events)
+            case "name" | "key":  # <function=NAME> or <parameter=KEY>
+                return self._tag_end(text, events)
+            case "body":  # between parameters
+                return self._feed_body(text, events)
+            case "value":
+                return self._feed_value(text, events)
+            case "closer":  # after a call
+                return self._feed_closer(text, events)
+        raise AssertionError(f"unknown state {self._state!r}")
 
     # -- text -------------------------------------------------------------------------------------
     def _feed_text(self, text: str, events: list[Event]) -> str:
@@ -99,9 +104,6 @@ class Qwen3CoderToolParser(MarkupCallParser):
         if FUNCTION.startswith(stripped):
             return self._wait(text)
         return self._not_a_call(text, events)
-
-    def _feed_json(self, text: str, events: list[Event]) -> str:
-        return self._feed_scanner(text, events)
 
     def _json_done(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
         self._end(arguments, events)
