@@ -16,18 +16,20 @@ from parley.core.messages import ToolSpec
 from parley.core.tools import ToolChoice
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
 from parley.parsers.holdback import partial_marker
-from parley.parsers.infer import (
+from parley.parsers.mistral import MISTRAL_FORMAT, MistralToolParser
+from parley.parsers.qwen3_coder import QWEN3_CODER_FORMAT, Qwen3CoderToolParser
+from parley.parsers.registry import tool_parser_for
+from parley.parsers.tool_calls import (
+    BARE_JSON,
+    HERMES,
     HERMES_FORMAT,
+    JSON_FENCE,
     JSON_FORMAT,
     LLAMA3_FORMAT,
-    MISTRAL_FORMAT,
-    QWEN3_CODER_FORMAT,
+    PYTHON_TAG,
+    ToolCallParser,
     ToolFormat,
-    infer_tool_format,
 )
-from parley.parsers.mistral import MistralToolParser
-from parley.parsers.qwen3_coder import Qwen3CoderToolParser
-from parley.parsers.tool_calls import BARE_JSON, HERMES, JSON_FENCE, PYTHON_TAG, ToolCallParser
 
 SCHEMAS: dict[str, dict] = {
     "get_weather": {
@@ -328,7 +330,7 @@ def test_qwen3_coder_streams_string_values_as_they_arrive() -> None:
     ("{{ messages }}", JSON_FORMAT),
 ])
 def test_infer_tool_format(template: str, fmt: ToolFormat) -> None:
-    assert infer_tool_format(template) is fmt
+    assert tool_parser_for(template) is fmt
 
 
 def test_existing_formats_are_unchanged() -> None:

@@ -15,7 +15,7 @@ from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .holdback import partial_marker
 from .json_scan import JsonCallScanner, JsonLexer
 from .markup import MarkupCallParser
-from .tool_calls import new_tool_id
+from .tool_calls import CallSyntax, ToolFormat, new_tool_id
 
 MARKER = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
@@ -194,3 +194,8 @@ class _ObjectEnd:
                 self.done = True
                 return i + 1
         return len(text)
+
+
+# What constrained decoding forces: one JSON call object after the marker, which the parser accepts too.
+MISTRAL_TAG = CallSyntax(MARKER, markup=True)
+MISTRAL_FORMAT = ToolFormat("mistral", (MISTRAL_TAG,), MISTRAL_TAG, lambda schemas: MistralToolParser(set(schemas)))

@@ -19,7 +19,7 @@ from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
 from .holdback import partial_marker
 from .json_scan import JsonCallScanner
 from .markup import MarkupCallParser
-from .tool_calls import new_tool_id
+from .tool_calls import HERMES, ToolFormat, new_tool_id
 
 CALL, CALL_END = "<tool_call>", "</tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
@@ -245,3 +245,7 @@ def _convert(text: str, prop: dict[str, Any]) -> Any:
     except (ValueError, KeyError, TypeError, SyntaxError, OverflowError, RecursionError):
         pass
     return text
+
+
+# Constrained decoding forces hermes JSON, which the parser reads beside the XML form.
+QWEN3_CODER_FORMAT = ToolFormat("qwen3_coder", (HERMES,), HERMES, Qwen3CoderToolParser)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .base import OutputParser, ParserFactory
 from .holdback import partial_marker
 from .json_scan import JsonCallScanner, NotACall
 
@@ -178,3 +180,24 @@ class ToolCallParser:
             return ""
         self._closer = None
         return stripped
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """A tool-call format, registered by `name` in registry.py."""
+
+    name: str
+    syntaxes: tuple[CallSyntax, ...]  # what the parser accepts (lenient: small models stray); lazy grammar triggers
+    native: CallSyntax  # what constrained decoding forces
+    factory: ParserFactory | None = None  # None: a ToolCallParser over `syntaxes`
+
+    def make_parser(self, tool_schemas: dict[str, dict[str, Any]]) -> OutputParser:
+        """A fresh parser for one request whose callable tools are `tool_schemas`."""
+        if self.factory is not None:
+            return self.factory(tool_schemas)
+        return ToolCallParser(self.syntaxes, set(tool_schemas))
+
+
+HERMES_FORMAT = ToolFormat("hermes", (HERMES, JSON_FENCE, BARE_JSON), HERMES)
+LLAMA3_FORMAT = ToolFormat("llama3_json", (PYTHON_TAG, JSON_FENCE, BARE_JSON), BARE_JSON)
+JSON_FORMAT = ToolFormat("json", (JSON_FENCE, BARE_JSON), BARE_JSON)
