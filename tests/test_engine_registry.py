@@ -21,7 +21,7 @@ LAYERS = {
     "engines": {"core", "parsers", "grammar"},
     "chat": {"core", "parsers", "grammar", "engines"},
     "api": {"core", "parsers", "grammar", "engines", "chat", "models", "metrics", "batches"},
-    "models": {"core", "engines"},
+    "models": {"core", "parsers", "engines"},  # parsers: the config checks parser names
     "batches": set(),
 }
 LEAVES = {"errors", "settings"}
