@@ -9,16 +9,32 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from parley.chat.pipeline import RenderPlan
 from parley.chat.tools import ToolPlan
 from parley.core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from parley.core.messages import ToolSpec
+from parley.core.messages import ChatMessage, Conversation, ToolSpec
+from parley.core.params import SamplingParams
+from parley.core.request import ChatRequest
+from parley.core.template import ChatTemplate
 from parley.core.tools import ToolChoice
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
+from parley.models.config import ConfigError, load_config
 from parley.parsers.holdback import partial_marker
+from parley.parsers.markup import MarkupCallParser
 from parley.parsers.mistral import MISTRAL_FORMAT, MistralToolParser
 from parley.parsers.qwen3_coder import QWEN3_CODER_FORMAT, Qwen3CoderToolParser
-from parley.parsers.registry import tool_parser_for
+from parley.parsers.registry import (
+    REASONING_PARSER_NAMES,
+    REASONING_PARSERS,
+    TOOL_PARSER_NAMES,
+    TOOL_PARSERS,
+    UnknownParserError,
+    reasoning_parser_for,
+    tool_parser_for,
+)
+from parley.parsers.think import ThinkParser
 from parley.parsers.tool_calls import (
     BARE_JSON,
     HERMES,
@@ -30,6 +46,7 @@ from parley.parsers.tool_calls import (
     ToolCallParser,
     ToolFormat,
 )
+from parley.settings import Settings
 
 SCHEMAS: dict[str, dict] = {
     "get_weather": {
@@ -403,3 +420,72 @@ def test_partial_marker_is_its_definition(buf: str, markers: list[str], banned: 
     fits = lambda n: n not in banned  # noqa: E731
     assert partial_marker(buf, markers, fits) == _brute_force(buf, markers, fits)
     assert partial_marker(buf, markers) == _brute_force(buf, markers, lambda n: True)
+
+
+# -- parsers by name ------------------------------------------------------------------------------------
+def test_every_registered_parser_resolves_by_its_name() -> None:
+    for name, fmt in TOOL_PARSERS.items():
+        assert fmt.name == name and tool_parser_for("{{ '<tool_call>' }}", name) is fmt  # the name beats the template
+        assert fmt.make_parser(SCHEMAS).finish() == []
+    for name, reasoning in REASONING_PARSERS.items():
+        assert reasoning.name == name and reasoning_parser_for("{{ '<think>' }}", name) is reasoning
+    assert list(TOOL_PARSERS) == ["hermes", "llama3_json", "json", "mistral", "qwen3_coder"]
+    assert list(REASONING_PARSERS) == ["think", "none"]
+
+
+def test_the_template_picks_only_the_default_reasoning_parser() -> None:
+    for template in ("<think>", "{% if enable_thinking %}", "{{ m.reasoning_content }}"):
+        assert reasoning_parser_for(template).name == "think" and reasoning_parser_for(template).reasons
+    assert reasoning_parser_for("{{ messages }}").name == "none" and not reasoning_parser_for("").reasons
+    assert isinstance(reasoning_parser_for("", "think").make_parser(False), ThinkParser)
+    assert reasoning_parser_for("<think>", "none").make_parser(True) is None
+
+
+@pytest.mark.parametrize("kind,lookup", [("tool", tool_parser_for), ("reasoning", reasoning_parser_for)])
+def test_an_unknown_parser_name_lists_the_known_ones(kind: str, lookup: Callable) -> None:
+    known = TOOL_PARSER_NAMES if kind == "tool" else REASONING_PARSER_NAMES
+    with pytest.raises(UnknownParserError, match=f"unknown {kind} parser 'nope'; one of {', '.join(known)}"):
+        lookup("", "nope")
+
+
+def test_a_named_tool_parser_sets_the_plans_parser_and_grammars() -> None:
+    tools = [ToolSpec(name, "", schema) for name, schema in SCHEMAS.items()]
+    hermes_template = "<tool_call>"
+    assert ToolPlan(tools, ToolChoice(), hermes_template).format is HERMES_FORMAT
+    plan = ToolPlan(tools, ToolChoice("any"), hermes_template, tool_parser="mistral")
+    assert plan.format is MISTRAL_FORMAT and isinstance(plan.parser(), MistralToolParser)
+    grammar = plan.grammar()
+    assert grammar is not None and json.dumps("[TOOL_CALLS]") in grammar.gbnf and "<tool_call>" not in grammar.gbnf
+
+
+def test_the_render_plan_takes_the_parsers_from_the_chat_template() -> None:
+    template = ChatTemplate("{{ '<think>' }}{% for m in messages %}{{ m.content }}{% endfor %}{{ tools }}")
+    request = ChatRequest(Conversation([ChatMessage("user", "hi")]), SamplingParams(max_tokens=8))
+    plan = RenderPlan.of(request, template)
+    assert plan.reasons and plan.template_vars() == {"enable_thinking": False} and plan.tools.format is JSON_FORMAT
+    template.tool_parser, template.reasoning_parser = "qwen3_coder", "none"
+    plan = RenderPlan.of(request, template)
+    assert not plan.reasons and plan.template_vars() == {} and plan.tools.format is QWEN3_CODER_FORMAT
+
+
+def test_a_markup_parser_must_say_what_each_hook_does() -> None:
+    class Partial(MarkupCallParser):
+        def _step(self, text: str, events: list[Event]) -> str:
+            return ""
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial(set())  # type: ignore[abstract]
+
+
+def test_settings_and_the_config_take_only_known_parser_names(tmp_path, monkeypatch) -> None:
+    assert Settings(tool_parser="mistral", reasoning_parser="none").tool_parser == "mistral"
+    monkeypatch.setenv("PARLEY_REASONING_PARSER", "think")
+    assert Settings().reasoning_parser == "think" and Settings().tool_parser is None
+    with pytest.raises(ValidationError, match="unknown tool parser 'nope'; one of hermes, llama3_json, json"):
+        Settings(tool_parser="nope")
+    config = tmp_path / "models.toml"
+    config.write_text('[models."m"]\ntool_parser = "qwen3_coder"\nreasoning_parser = "none"\n')
+    assert load_config(config).overrides("m") == {"tool_parser": "qwen3_coder", "reasoning_parser": "none"}
+    config.write_text('[models."m"]\nreasoning_parser = "deepseek"\n')
+    with pytest.raises(ConfigError, match=r"models.\"m\".reasoning_parser must be one of \('think', 'none'\)"):
+        load_config(config)
