@@ -30,7 +30,7 @@ from parley.grammar.regex_gbnf import json_text
 from parley.grammar.text_grammar import text_grammar_gbnf
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
 from parley.models.packaged import QWEN_CODER_05B
-from parley.parsers.infer import HERMES_FORMAT
+from parley.parsers.tool_calls import HERMES_FORMAT
 from parley.settings import Settings
 
 APPLY_PATCH = (Path(__file__).parent / "data" / "apply_patch.lark").read_text()

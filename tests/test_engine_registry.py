@@ -1,60 +1,14 @@
 """Engines are named in one table (engines/registry.py); features are declared by each engine and checked in
-one place; the packages import each other in one direction only."""
+one place. (That imports point down is checked file by file by scripts/import_graph.py: test_import_graph.py.)"""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from support.reasoning_model import QWEN3_STYLE_TEMPLATE
-
-SRC = Path(__file__).resolve().parents[1] / "src" / "parley"
-# Each layer may import only the layers listed for it (and itself); `errors`/`settings` are leaves everyone uses.
-LAYERS = {
-    "core": set(),
-    "parsers": {"core"},
-    "grammar": {"core", "parsers"},
-    "engines": {"core", "parsers", "grammar"},
-    "chat": {"core", "parsers", "grammar", "engines"},
-    "api": {"core", "parsers", "grammar", "engines", "chat", "models", "metrics", "batches"},
-    "models": {"core", "engines"},
-    "batches": set(),
-}
-LEAVES = {"errors", "settings"}
-
-
-def _parley_imports(path: Path) -> set[str]:
-    """The top-level parley packages a module imports (relative imports resolved)."""
-    package = path.relative_to(SRC).parts[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                target = [*base, *(node.module.split(".") if node.module else [])]
-            elif node.module and node.module.startswith("parley."):
-                target = node.module.split(".")[1:]
-            else:
-                continue
-            if target:
-                found.add(target[0])
-            else:  # `from .. import x` at the top level
-                found.update(alias.name for alias in node.names)
-    return found
-
-
-@pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_imports_point_down_only(layer):
-    wrong = {}
-    for path in sorted((SRC / layer).rglob("*.py")):
-        allowed = LAYERS[layer] | {layer} | ({"errors"} if layer == "core" else LEAVES)  # core: errors only
-        if bad := _parley_imports(path) - allowed:
-            wrong[str(path.relative_to(SRC))] = sorted(bad)
-    assert not wrong, wrong
 
 
 def test_the_engine_table_drives_the_cli():

@@ -7,24 +7,46 @@ import json
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from parley.chat.pipeline import RenderPlan
 from parley.chat.tools import ToolPlan
 from parley.core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
-from parley.core.messages import ToolSpec
+from parley.core.messages import ChatMessage, Conversation, ToolSpec
+from parley.core.params import SamplingParams
+from parley.core.request import ChatRequest
+from parley.core.template import ChatTemplate
 from parley.core.tools import ToolChoice
 from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
-from parley.parsers.infer import (
+from parley.models.config import ConfigError, load_config
+from parley.parsers.holdback import partial_marker
+from parley.parsers.markup import MarkupCallParser
+from parley.parsers.mistral import MISTRAL_FORMAT, MistralToolParser
+from parley.parsers.qwen3_coder import QWEN3_CODER_FORMAT, Qwen3CoderToolParser
+from parley.parsers.registry import (
+    REASONING_PARSER_NAMES,
+    REASONING_PARSERS,
+    TOOL_PARSER_NAMES,
+    TOOL_PARSERS,
+    UnknownParserError,
+    reasoning_parser_for,
+    tool_parser_for,
+)
+from parley.parsers.think import ThinkParser
+from parley.parsers.tool_calls import (
+    BARE_JSON,
+    HERMES,
     HERMES_FORMAT,
+    JSON_FENCE,
     JSON_FORMAT,
     LLAMA3_FORMAT,
-    MISTRAL_FORMAT,
-    QWEN3_CODER_FORMAT,
+    PYTHON_TAG,
+    ToolCallParser,
     ToolFormat,
-    infer_tool_format,
 )
-from parley.parsers.mistral import MistralToolParser
-from parley.parsers.qwen3_coder import Qwen3CoderToolParser
-from parley.parsers.tool_calls import BARE_JSON, HERMES, JSON_FENCE, PYTHON_TAG, ToolCallParser
+from parley.settings import Settings
 
 SCHEMAS: dict[str, dict] = {
     "get_weather": {
@@ -325,7 +347,7 @@ def test_qwen3_coder_streams_string_values_as_they_arrive() -> None:
     ("{{ messages }}", JSON_FORMAT),
 ])
 def test_infer_tool_format(template: str, fmt: ToolFormat) -> None:
-    assert infer_tool_format(template) is fmt
+    assert tool_parser_for(template) is fmt
 
 
 def test_existing_formats_are_unchanged() -> None:
@@ -359,3 +381,111 @@ def test_new_formats_grammars_build_and_their_output_parses(fmt: ToolFormat) -> 
     # What the grammar forces: the native opener, a JSON call object, its closer.
     forced = f'{fmt.native.opener} {{"name": "get_weather", "arguments": {{"location": "Paris"}}}} {fmt.native.closer}'
     check(lambda: fmt.make_parser(SCHEMAS), forced, [call("get_weather", WEATHER)])
+
+
+# -- hold-back ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("buf,markers,expected", [
+    ("text <tool_", ["<tool_call>"], 6),
+    ("text <tool_call>", ["<tool_call>"], 0),  # a whole marker is found, not held
+    ("a</thi", ["</think>"], 5),
+    ("", ["</think>"], 0),
+    ("[", ["[TOOL_CALLS]", "[ARGS]"], 1),
+    ("ab", ["abc", "bcd"], 2),  # the longest over all markers
+    ("xb", ["abc", "bcd"], 1),
+    ("abc", ["", "c"], 0),  # an empty marker, and a one-character one, never hold anything
+    ("<<", ["<<<"], 2),
+])
+def test_partial_marker(buf: str, markers: list[str], expected: int) -> None:
+    assert partial_marker(buf, markers) == expected
+
+
+def test_partial_marker_fits_rejects_some_places() -> None:
+    # `{` counts only at a line's start: a brace after text on its line is not held.
+    at_line_start = lambda buf: lambda n: buf[: len(buf) - n].endswith("\n") or not buf[: len(buf) - n]  # noqa: E731
+    assert partial_marker("say {", ["{\"a"], at_line_start("say {")) == 0
+    assert partial_marker("say\n{", ["{\"a"], at_line_start("say\n{")) == 1
+    assert partial_marker("abab", ["ababx"], lambda n: n != 4) == 2  # the longest that fits, not just the longest
+
+
+def _brute_force(buf: str, markers: list[str], fits: Callable[[int], bool]) -> int:
+    """The definition: the longest proper, non-empty marker prefix that `buf` ends with and `fits` accepts."""
+    return max((n for m in markers for n in range(1, len(m)) if buf[len(buf) - n:] == m[:n] and n <= len(buf)
+                and fits(n)), default=0)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None, database=None)
+@given(buf=st.text("ab<>", max_size=12), markers=st.lists(st.text("ab<>", max_size=6), max_size=4),
+       banned=st.sets(st.integers(0, 8)))
+def test_partial_marker_is_its_definition(buf: str, markers: list[str], banned: set[int]) -> None:
+    fits = lambda n: n not in banned  # noqa: E731
+    assert partial_marker(buf, markers, fits) == _brute_force(buf, markers, fits)
+    assert partial_marker(buf, markers) == _brute_force(buf, markers, lambda n: True)
+
+
+# -- parsers by name ------------------------------------------------------------------------------------
+def test_every_registered_parser_resolves_by_its_name() -> None:
+    for name, fmt in TOOL_PARSERS.items():
+        assert fmt.name == name and tool_parser_for("{{ '<tool_call>' }}", name) is fmt  # the name beats the template
+        assert fmt.make_parser(SCHEMAS).finish() == []
+    for name, reasoning in REASONING_PARSERS.items():
+        assert reasoning.name == name and reasoning_parser_for("{{ '<think>' }}", name) is reasoning
+    assert list(TOOL_PARSERS) == ["hermes", "llama3_json", "json", "mistral", "qwen3_coder"]
+    assert list(REASONING_PARSERS) == ["think", "none"]
+
+
+def test_the_template_picks_only_the_default_reasoning_parser() -> None:
+    for template in ("<think>", "{% if enable_thinking %}", "{{ m.reasoning_content }}"):
+        assert reasoning_parser_for(template).name == "think" and reasoning_parser_for(template).reasons
+    assert reasoning_parser_for("{{ messages }}").name == "none" and not reasoning_parser_for("").reasons
+    assert isinstance(reasoning_parser_for("", "think").make_parser(False), ThinkParser)
+    assert reasoning_parser_for("<think>", "none").make_parser(True) is None
+
+
+@pytest.mark.parametrize("kind,lookup", [("tool", tool_parser_for), ("reasoning", reasoning_parser_for)])
+def test_an_unknown_parser_name_lists_the_known_ones(kind: str, lookup: Callable) -> None:
+    known = TOOL_PARSER_NAMES if kind == "tool" else REASONING_PARSER_NAMES
+    with pytest.raises(UnknownParserError, match=f"unknown {kind} parser 'nope'; one of {', '.join(known)}"):
+        lookup("", "nope")
+
+
+def test_a_named_tool_parser_sets_the_plans_parser_and_grammars() -> None:
+    tools = [ToolSpec(name, "", schema) for name, schema in SCHEMAS.items()]
+    hermes_template = "<tool_call>"
+    assert ToolPlan(tools, ToolChoice(), hermes_template).format is HERMES_FORMAT
+    plan = ToolPlan(tools, ToolChoice("any"), hermes_template, tool_parser="mistral")
+    assert plan.format is MISTRAL_FORMAT and isinstance(plan.parser(), MistralToolParser)
+    grammar = plan.grammar()
+    assert grammar is not None and json.dumps("[TOOL_CALLS]") in grammar.gbnf and "<tool_call>" not in grammar.gbnf
+
+
+def test_the_render_plan_takes_the_parsers_from_the_chat_template() -> None:
+    template = ChatTemplate("{{ '<think>' }}{% for m in messages %}{{ m.content }}{% endfor %}{{ tools }}")
+    request = ChatRequest(Conversation([ChatMessage("user", "hi")]), SamplingParams(max_tokens=8))
+    plan = RenderPlan.of(request, template)
+    assert plan.reasons and plan.template_vars() == {"enable_thinking": False} and plan.tools.format is JSON_FORMAT
+    template.tool_parser, template.reasoning_parser = "qwen3_coder", "none"
+    plan = RenderPlan.of(request, template)
+    assert not plan.reasons and plan.template_vars() == {} and plan.tools.format is QWEN3_CODER_FORMAT
+
+
+def test_a_markup_parser_must_say_what_each_hook_does() -> None:
+    class Partial(MarkupCallParser):
+        def _step(self, text: str, events: list[Event]) -> str:
+            return ""
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial(set())  # type: ignore[abstract]
+
+
+def test_settings_and_the_config_take_only_known_parser_names(tmp_path, monkeypatch) -> None:
+    assert Settings(tool_parser="mistral", reasoning_parser="none").tool_parser == "mistral"
+    monkeypatch.setenv("PARLEY_REASONING_PARSER", "think")
+    assert Settings().reasoning_parser == "think" and Settings().tool_parser is None
+    with pytest.raises(ValidationError, match="unknown tool parser 'nope'; one of hermes, llama3_json, json"):
+        Settings(tool_parser="nope")
+    config = tmp_path / "models.toml"
+    config.write_text('[models."m"]\ntool_parser = "qwen3_coder"\nreasoning_parser = "none"\n')
+    assert load_config(config).overrides("m") == {"tool_parser": "qwen3_coder", "reasoning_parser": "none"}
+    config.write_text('[models."m"]\nreasoning_parser = "deepseek"\n')
+    with pytest.raises(ConfigError, match=r"models.\"m\".reasoning_parser must be one of \('think', 'none'\)"):
+        load_config(config)

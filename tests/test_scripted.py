@@ -19,11 +19,25 @@ from parley.settings import Settings
 from support.scripted import ScriptedEngine
 from support.sse_util import read_events
 
+
+def _parsed_by(engine: ScriptedEngine, tool: str | None = None, reasoning: str | None = None) -> ScriptedEngine:
+    """The parsers a model is loaded with by --tool-parser / --reasoning-parser (or its config), by name."""
+    engine.chat_template.tool_parser, engine.chat_template.reasoning_parser = tool, reasoning
+    return engine
+
+
+MISTRAL_CALL = [b"[TOOL_", b'CALLS]{"name": "get_weather", ', b'"arguments": {"location": "Paris"}}']
+THINK_TAGS = [b"<thi", b"nk>hm</think>", b"\n\nHi"]
 SCRIPTS = {
     "fails-mid-stream": ScriptedEngine([b"Hello", b" world", b" never"], fail_after=2),
     "split-stop": ScriptedEngine([b"Hel", b"lo ST", b"O", b"P and more"]),
     "split-emoji": ScriptedEngine([b"sea "] + [bytes([b]) for b in "🌊".encode()] + [b"!"]),
     "almost-stop": ScriptedEngine([b"ends with ST"]),
+    # ChatML (the scripted engine's template) implies the json tool parser and no reasoning.
+    "mistral-call": ScriptedEngine(MISTRAL_CALL),
+    "mistral-call-parsed": _parsed_by(ScriptedEngine(MISTRAL_CALL), tool="mistral"),
+    "think-tags": ScriptedEngine(THINK_TAGS),
+    "think-tags-parsed": _parsed_by(ScriptedEngine(THINK_TAGS), reasoning="think"),
 }
 
 
@@ -90,3 +104,27 @@ def test_emoji_split_into_single_bytes_arrives_whole(scripted_url):
     events = read_events(scripted_url + "/v1/messages", _body("split-emoji", stream=True))
     deltas = [d["delta"]["text"] for n, d in events if n == "content_block_delta"]
     assert "".join(deltas) == "sea 🌊!" and "🌊" in deltas
+
+
+WEATHER = {"name": "get_weather", "description": "Weather", "input_schema": {
+    "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}
+
+
+def test_the_tool_parser_by_name_decides_what_is_a_call(scripted_url):
+    client = anthropic.Anthropic(base_url=scripted_url, api_key="x", max_retries=0)
+    plain = client.messages.create(**_body("mistral-call", tools=[WEATHER]))
+    assert [b.type for b in plain.content] == ["text"] and plain.content[0].text.startswith("[TOOL_CALLS]{")
+    parsed = client.messages.create(**_body("mistral-call-parsed", tools=[WEATHER]))
+    assert [(b.type, b.name, b.input) for b in parsed.content] == [("tool_use", "get_weather", {"location": "Paris"})]
+    assert parsed.stop_reason == "tool_use"
+
+
+def test_the_reasoning_parser_by_name_decides_what_is_reasoning(scripted_url):
+    client = anthropic.Anthropic(base_url=scripted_url, api_key="x", max_retries=0)
+    plain = client.messages.create(**_body("think-tags"))
+    assert [b.type for b in plain.content] == ["text"] and plain.content[0].text == "<think>hm</think>\n\nHi"
+    hidden = client.messages.create(**_body("think-tags-parsed"))  # thinking not asked for: the thoughts are dropped
+    assert [(b.type, b.text) for b in hidden.content] == [("text", "Hi")]
+    shown = client.messages.create(**_body("think-tags-parsed", max_tokens=2048,
+                                           thinking={"type": "enabled", "budget_tokens": 1024}))
+    assert [b.type for b in shown.content] == ["thinking", "text"] and shown.content[0].thinking == "hm"

@@ -102,7 +102,7 @@ def main(wanted: list[str]) -> int:
     from parley.engines.vllm import VllmEngine
     from parley.grammar.json_output import loose_gbnf
     from parley.grammar.tool_grammar import forced_grammar, lazy_grammar
-    from parley.parsers.infer import infer_tool_format
+    from parley.parsers.registry import tool_parser_for
 
     model = packaged_qwen_hf()
     t0 = time.monotonic()
@@ -140,7 +140,7 @@ def main(wanted: list[str]) -> int:
             second = run(engine, prompt, SamplingParams(max_tokens=3, **greedy))
             results.append(check("cache", second.cached > 0 and second.cached > first.cached,
                                  f"prompt {len(prompt)} tokens; cached first={first.cached} second={second.cached}"))
-        fmt = infer_tool_format(engine.chat_template.source)
+        fmt = tool_parser_for(engine.chat_template.source)
         if "forced" in wanted:
             grammar = forced_grammar(TOOLS, fmt.native, parallel=False)
             engine.check([], SamplingParams(max_tokens=1, grammar=grammar))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .engines.registry import ENGINE_CHOICES
+from .parsers.registry import REASONING_PARSER_NAMES, TOOL_PARSER_NAMES
 from .settings import Settings, api_keys
 
 CLIENT_COMMANDS = {
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--parallel", type=int, help=fields["parallel"].description)
             cmd.add_argument("--engine", choices=ENGINE_CHOICES, help=fields["engine"].description)
             cmd.add_argument("--vllm-args", type=json.loads, help=fields["vllm_args"].description)
+            cmd.add_argument("--tool-parser", choices=TOOL_PARSER_NAMES, help=fields["tool_parser"].description)
+            cmd.add_argument("--reasoning-parser", choices=REASONING_PARSER_NAMES,
+                             help=fields["reasoning_parser"].description)
             cmd.add_argument("--preload", action="store_true", default=None, help=fields["preload"].description)
             cmd.add_argument("--max-loaded-models", type=int, help=fields["max_loaded_models"].description)
             cmd.add_argument("--model-ttl", dest="model_ttl_seconds", type=float,

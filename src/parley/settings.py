@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ByteSize, Field, field_validator
+from pydantic import ByteSize, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,13 @@ class Settings(BaseSettings):
         if name not in ENGINE_CHOICES:
             raise ValueError(f"unknown engine {name!r}; one of {', '.join(ENGINE_CHOICES)}")
         return name
+
+    @field_validator("tool_parser", "reasoning_parser")
+    @classmethod
+    def _known_parser(cls, name: str | None, info: ValidationInfo) -> str | None:
+        from .parsers.registry import check_parser
+
+        return None if name is None else check_parser(info.field_name.removesuffix("_parser"), name)
 
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(10240, description="Port to bind.")
@@ -78,6 +85,14 @@ class Settings(BaseSettings):
         128, ge=1, description="Prompt tokens a joining request prefills per step while other streams decode.")
     min_p: float = Field(0.05, description="min-p cut applied when sampling with temperature > 0.")
     tool_grammar: bool = Field(True, description="Constrain tool calls by grammar also with tool_choice auto.")
+    tool_parser: str | None = Field(
+        None, description="How every model writes tool calls, by parser name: what its output is parsed with and "
+                          "what grammars force (default: what each model's chat template shows; a model's "
+                          "tool_parser config key beats this).")
+    reasoning_parser: str | None = Field(
+        None, description="How every model's output shows its reasoning, by parser name; none: all output is the "
+                          "answer, no thinking (default: what each model's chat template shows; a model's "
+                          "reasoning_parser config key beats this).")
     signing_key: str | None = Field(
         None, description="Fernet key for thinking signatures (default: generated once into the cache dir).")
     max_queue: int = Field(16, description="Requests that may wait per model; beyond this answers 529.")

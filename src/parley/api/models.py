@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
-from ..core.thinking import template_reasons
 from ..errors import InvalidRequestError
 from ..models.discovery import ModelEntry
 from ..models.registry import ModelRegistry
+from ..parsers.registry import reasoning_parser_for
 from ..services import services
 
 router = APIRouter()
@@ -19,11 +19,12 @@ def _yes(supported: bool) -> dict[str, bool]:
     return {"supported": supported}
 
 
-def capabilities(template: str | None) -> dict[str, Any]:
+def capabilities(template: str | None, reasoning_parser: str | None = None) -> dict[str, Any]:
     """What parley does for this model, in the API's `ModelCapabilities` shape (every key present). Thinking
-    and effort follow the chat template; the rest is parley's own: grammars for structured outputs on every
-    engine, PDFs read as text, images not seen (text-only models), no Anthropic server tools."""
-    reasons = template_reasons(template or "")
+    and effort follow the reasoning parser (by default the chat template's); the rest is parley's own: grammars
+    for structured outputs on every engine, PDFs read as text, images not seen (text-only models), no Anthropic
+    server tools."""
+    reasons = reasoning_parser_for(template or "", reasoning_parser).reasons
     effort = reasons and "reasoning_effort" in (template or "")  # gpt-oss-style templates read it
     return {
         "batch": _yes(True),
@@ -57,7 +58,7 @@ def _model_body(entry: ModelEntry, registry: ModelRegistry) -> dict[str, Any]:
         # The refusal threshold itself: a prompt needs one free cell for the answer's first token.
         "max_input_tokens": context - 1 if context else context,
         "max_tokens": context - 1 if context else context,  # an answer may fill what the prompt leaves
-        "capabilities": capabilities(template),
+        "capabilities": capabilities(template, registry.parser_names(entry)[1]),
         "object": "model",
         "created": int(entry.created_at.timestamp()),
         "owned_by": "parley",

@@ -26,13 +26,15 @@ from ..core.events import (
 from ..core.messages import Conversation
 from ..core.params import GrammarConstraint, SamplingParams
 from ..core.request import ChatRequest, OutputFormat
-from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, template_reasons, template_switches
+from ..core.template import ChatTemplate
+from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, template_switches
 from ..engines.base import Engine, Sampled, Started
 from ..engines.features import fit_to_engine
 from ..engines.runner import Admission, EngineRunner
 from ..errors import PromptTooLongError
 from ..grammar.json_output import after_reasoning, answer_gbnf
-from ..parsers.think import ThinkParser
+from ..parsers.registry import reasoning_parser_for
+from ..parsers.think import ReasoningFormat
 from .answer_schema import with_answer_schema
 from .call_check import CallChecker
 from .decode import Utf8Stream
@@ -48,15 +50,22 @@ class RenderPlan:
     tools: ToolPlan
     thinking: Thinking
     output: OutputFormat = OutputFormat()
+    reasoning_parser: str | None = None  # a registry name; None: the one the template implies
 
     @classmethod
-    def of(cls, request: ChatRequest, template_source: str, grammar_in_auto: bool = True) -> RenderPlan:
-        tools = ToolPlan(request.conversation.tools, request.tool_choice, template_source, grammar_in_auto)
-        return cls(tools, request.thinking, request.output)
+    def of(cls, request: ChatRequest, template: ChatTemplate, grammar_in_auto: bool = True) -> RenderPlan:
+        """The plan for `request` on a model with this chat template, and the parsers chosen for it."""
+        tools = ToolPlan(request.conversation.tools, request.tool_choice, template.source, grammar_in_auto,
+                         template.tool_parser)
+        return cls(tools, request.thinking, request.output, template.reasoning_parser)
+
+    @property
+    def reasoning(self) -> ReasoningFormat:
+        return reasoning_parser_for(self.tools.template_source, self.reasoning_parser)
 
     @property
     def reasons(self) -> bool:
-        return template_reasons(self.tools.template_source)
+        return self.reasoning.reasons
 
     def conversation(self, conversation: Conversation) -> Conversation:
         """No tools that may not be called; tools as text for templates that know none."""
@@ -115,7 +124,7 @@ async def prepare_chat(runner: EngineRunner, request: ChatRequest, grammar_in_au
     """Render, measure and constrain one request; raises a ParleyError for anything refused before a
     response starts."""
     engine = runner.engine
-    plan = RenderPlan.of(request, engine.chat_template.source, grammar_in_auto)
+    plan = RenderPlan.of(request, engine.chat_template, grammar_in_auto)
     text, prompt = await render_prompt(runner, request.conversation, plan)
     limit = engine.n_ctx
     if len(prompt) >= limit:
@@ -142,7 +151,7 @@ class _OutputParsers:
     """Per request: reasoning first, then tool calls on the answer; also notes the calls made."""
 
     def __init__(self, chat: PreparedChat) -> None:
-        self._think = ThinkParser(chat.thinking_opened) if chat.plan.reasons else None
+        self._think = chat.plan.reasoning.make_parser(chat.thinking_opened)
         self._show_thinking = chat.plan.thinking.enabled
         self._tools = chat.plan.tools.parser()
         self._checker = CallChecker(chat.plan.tools.tools)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..parsers.holdback import partial_marker
+
 
 class StopMatcher:
     """Per-request. `feed` returns (safe text, matched stop or None); `flush` releases what is held."""
@@ -20,20 +22,10 @@ class StopMatcher:
         if first is not None:
             self._held = ""
             return buf[: first[0]], first[1]
-        keep = self._longest_partial(buf)
+        keep = partial_marker(buf, self._stops)
         self._held = buf[len(buf) - keep :] if keep else ""
         return buf[: len(buf) - keep], None
 
     def flush(self) -> str:
         held, self._held = self._held, ""
         return held
-
-    def _longest_partial(self, buf: str) -> int:
-        """Length of the longest suffix of `buf` that is a proper prefix of some stop string."""
-        best = 0
-        for stop in self._stops:
-            for n in range(min(len(stop) - 1, len(buf)), best, -1):
-                if buf.endswith(stop[:n]):
-                    best = n
-                    break
-        return best

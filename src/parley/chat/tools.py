@@ -9,7 +9,9 @@ from ..core.messages import ToolSpec
 from ..core.params import GrammarConstraint
 from ..core.tools import ToolChoice
 from ..grammar.tool_grammar import answer_or_calls_grammar, forced_grammar, lazy_grammar
-from ..parsers.infer import OutputParser, infer_tool_format
+from ..parsers.base import OutputParser
+from ..parsers.registry import tool_parser_for
+from ..parsers.tool_calls import ToolFormat
 
 
 def _held(tool: ToolSpec) -> bool:
@@ -27,6 +29,12 @@ class ToolPlan:
     choice: ToolChoice
     template_source: str
     grammar_in_auto: bool = True
+    tool_parser: str | None = None  # a registry name; None: the one the template implies
+
+    @property
+    def format(self) -> ToolFormat:
+        """How calls are written: what the parser reads and what the grammars force."""
+        return tool_parser_for(self.template_source, self.tool_parser)
 
     @property
     def active(self) -> bool:
@@ -48,7 +56,7 @@ class ToolPlan:
 
     def grammar(self, answer: str | None = None) -> GrammarConstraint | None:
         """`answer` (structured output): the GBNF a text answer must match, beside any calls."""
-        fmt = infer_tool_format(self.template_source)
+        fmt = self.format
         if self.active and self.choice.kind in ("any", "tool"):
             return forced_grammar(self._callable(), fmt.native, self.choice.parallel)
         if answer is not None:
@@ -62,5 +70,5 @@ class ToolPlan:
     def parser(self) -> OutputParser | None:
         if not self.active:
             return None
-        fmt = infer_tool_format(self.template_source)
+        fmt = self.format
         return fmt.make_parser({t.name: t.input_schema for t in self._callable()})

@@ -128,6 +128,9 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         self.time_limit = RENDER_SECONDS
+        # Output parsers by registry name (parsers/registry.py), set when the model loads; None: the template's.
+        self.tool_parser: str | None = None
+        self.reasoning_parser: str | None = None
 
     @functools.cached_property
     def takes_late_system_turns(self) -> bool:

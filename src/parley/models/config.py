@@ -10,6 +10,7 @@
     [models."qwen2.5-7b"]              # a model directory, on vLLM with 4 GPUs
     engine = "vllm"
     vllm = { tensor_parallel_size = 4 }
+    tool_parser = "hermes"             # parsers by name (parsers/registry.py); default: the template's
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from ..engines.registry import ENGINE_CHOICES
+from ..parsers.registry import REASONING_PARSER_NAMES, TOOL_PARSER_NAMES
 
 # Settings a model table may override, with their types; `vllm` is a table of vLLM engine arguments.
 MODEL_KEYS: dict[str, type] = {"n_ctx": int, "rope_scaling_factor": float, "n_threads": int, "n_batch": int,
                                 "min_p": float, "parallel": int,
-                                "prefill_chunk": int, "max_model_rss_mb": float, "engine": str, "vllm": dict}
+                                "prefill_chunk": int, "max_model_rss_mb": float, "engine": str, "vllm": dict,
+                                "tool_parser": str, "reasoning_parser": str}
+# Keys whose value must be one of a set of names.
+CHOICES: dict[str, tuple[str, ...]] = {"engine": ENGINE_CHOICES, "tool_parser": TOOL_PARSER_NAMES,
+                                       "reasoning_parser": REASONING_PARSER_NAMES}
 
 
 class ConfigError(ValueError):
@@ -81,7 +87,7 @@ def load_config(path: Path | None) -> ModelsConfig:
                 raise ConfigError(f"config {path}: models.\"{model_id}\".{key} is not one of {sorted(MODEL_KEYS)}")
             if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else kind):
                 raise ConfigError(f"config {path}: models.\"{model_id}\".{key} must be {kind.__name__}")
-            if key == "engine" and value not in ENGINE_CHOICES:
-                raise ConfigError(f"config {path}: models.\"{model_id}\".engine must be one of {ENGINE_CHOICES}")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise ConfigError(f"config {path}: models.\"{model_id}\".{key} must be one of {CHOICES[key]}")
         models[model_id] = dict(table)
     return ModelsConfig(dict(aliases), models)

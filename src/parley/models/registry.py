@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..engines.base import Engine
 from ..engines.formats.facts import CorruptModelError, ModelFacts, served_context
@@ -89,6 +90,20 @@ class ModelRegistry:
         if self.engine_of(entry).name != "llamacpp":  # rope scaling is llama.cpp's setting
             scaling = 1.0
         return served_context(asked, facts.context_length, scaling), facts.chat_template
+
+    def parser_names(self, entry: ModelEntry) -> tuple[str | None, str | None]:
+        """(tool parser, reasoning parser) by name, as the loaded model has them or, unloaded, as it would;
+        None: the chat template's."""
+        canonical = entry.target or entry.id
+        if (runner := self._runners.get(canonical)) is not None:
+            template = runner.engine.chat_template
+            return template.tool_parser, template.reasoning_parser
+        return self._parser_names(self.config.overrides(canonical))
+
+    def _parser_names(self, own: dict[str, Any]) -> tuple[str | None, str | None]:
+        """A model's own `tool_parser` / `reasoning_parser` beat --tool-parser / --reasoning-parser."""
+        s = self._settings
+        return own.get("tool_parser") or s.tool_parser, own.get("reasoning_parser") or s.reasoning_parser
 
     def engine_of(self, entry: ModelEntry) -> EngineKind:
         """The engine that serves this model: its config's `engine`, else --engine, else the first installed
@@ -209,6 +224,7 @@ class ModelRegistry:
         else:
             engine = spec.open_engine()
         engine.chat_template.time_limit = s.render_timeout
+        engine.chat_template.tool_parser, engine.chat_template.reasoning_parser = self._parser_names(own)
         self._kinds[canonical] = kind.name
         return engine
 

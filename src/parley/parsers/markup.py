@@ -3,34 +3,50 @@ text outside calls, and the end of the turn."""
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd
 from .json_scan import JsonCallScanner, NotACall
 
 
-class MarkupCallParser:
-    """Subclasses keep `_state` ("text" between calls), `_held` (text that may begin a marker), `_buf`,
-    `_started` (a call's start was emitted), `_seen_text` (this text block has begun), `_raw` (markup consumed
-    since the marker) and `_scanner` (the JSON call being read); they say how a call starts, how it ends, and
-    what to do when the markup was not a call after all."""
+class MarkupCallParser(abc.ABC):
+    """Per request: `feed(text) -> events`, `finish() -> events`. A subclass is a state machine over `_state`
+    ("text" between calls): `_step` runs the current state's handler; the hooks say how a call starts, how its
+    JSON ends, and what to do when the markup was not a call after all."""
 
-    _state: str
-    _held: str
-    _buf: str
-    _started: bool
-    _seen_text: bool
-    _raw: str
-    _scanner: JsonCallScanner | None
+    def __init__(self, tool_names: set[str]) -> None:
+        self._tools = tool_names
+        self._state = "text"
+        self._held = ""  # text that may start a marker, or trailing whitespace that may precede one
+        self._buf = ""  # the current state's pending input: too little to decide, fed again with what follows
+        self._started = False  # a ToolCallStart was emitted for the current call
+        self._seen_text = False  # any text emitted in the current text block
+        self._raw = ""  # markup consumed since the marker, shown as text if it is not a call after all
+        self._scanner: JsonCallScanner | None = None  # the JSON call object being read
 
+    def feed(self, text: str) -> list[Event]:
+        events: list[Event] = []
+        text, self._buf = self._buf + text, ""
+        while text:
+            text = self._step(text, events)
+        return events
+
+    @abc.abstractmethod
+    def _step(self, text: str, events: list[Event]) -> str:
+        """Feed `text` to the current state's handler; returns what it left for the next state."""
+
+    @abc.abstractmethod
     def _start_call(self, name: str, events: list[Event]) -> None:
-        raise NotImplementedError
+        """The JSON call's name is known: the call starts."""
 
+    @abc.abstractmethod
     def _json_done(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
-        raise NotImplementedError
+        """The JSON call object closed (`arguments` None: not a valid input)."""
 
+    @abc.abstractmethod
     def _not_a_call(self, rest: str, events: list[Event]) -> str:
-        raise NotImplementedError
+        """What followed the marker is not a call; returns the text to read on with."""
 
     def _feed_scanner(self, text: str, events: list[Event]) -> str:
         """Read a `{"name": …, "arguments": …}` call: start, argument fragments as generated, end."""

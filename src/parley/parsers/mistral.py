@@ -12,9 +12,10 @@ import json
 from typing import Any
 
 from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner, JsonLexer
 from .markup import MarkupCallParser
-from .tool_calls import new_tool_id
+from .tool_calls import CallSyntax, ToolFormat, new_tool_id
 
 MARKER = "[TOOL_CALLS]"
 ARGS = "[ARGS]"
@@ -26,24 +27,28 @@ class MistralToolParser(MarkupCallParser):
     """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
 
     def __init__(self, tool_names: set[str]) -> None:
-        self._tools = tool_names
+        super().__init__(tool_names)
+        # States: text | open | array | element | object | name | call_id | args (see `_step`).
         self._then = "text"  # the state after the JSON call being read
-        self._held = ""  # text that may start a marker, or trailing whitespace that may precede one
-        self._seen_text = False  # any text emitted in the current text block
-        self._state = "text"  # text | open | array | element | object | name | call_id | args
-        self._buf = ""  # the current state's pending input
-        self._raw = ""  # markup consumed since the marker, shown as text if it is not a call after all
-        self._scanner: JsonCallScanner | None = None
-        self._started = False  # a ToolCallStart was emitted for the current call
         self._args = _ObjectEnd()
 
-    def feed(self, text: str) -> list[Event]:
-        events: list[Event] = []
-        text = self._buf + text
-        self._buf = ""
-        while text:
-            text = getattr(self, f"_feed_{self._state}")(text, events)
-        return events
+    def _step(self, text: str, events: list[Event]) -> str:
+        match self._state:
+            case "text":
+                return self._feed_text(text, events)
+            case "open":  # right after the marker
+                return self._feed_open(text, events)
+            case "array":  # between a v3 array's call objects
+                return self._feed_array(text, events)
+            case "element":  # a call object inside the array
+                return self._feed_json(text, events, then="array")
+            case "object":  # a single call object (what the grammar forces)
+                return self._feed_json(text, events, then="text")
+            case "name" | "call_id":  # name[CALL_ID]id[ARGS]
+                return self._feed_until(text, events, self._state)
+            case "args":
+                return self._feed_args(text, events)
+        raise AssertionError(f"unknown state {self._state!r}")
 
     # -- text -------------------------------------------------------------------------------------
     def _feed_text(self, text: str, events: list[Event]) -> str:
@@ -54,7 +59,7 @@ class MistralToolParser(MarkupCallParser):
             self._emit_text(body, events)
             self._state, self._raw = "open", buf[len(body) : at + len(MARKER)]
             return buf[at + len(MARKER) :]
-        keep = next((n for n in range(min(len(MARKER) - 1, len(buf)), 0, -1) if buf.endswith(MARKER[:n])), 0)
+        keep = partial_marker(buf, (MARKER,))
         body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
         self._emit_text(body, events)
         self._held = buf[len(body) :]
@@ -102,12 +107,6 @@ class MistralToolParser(MarkupCallParser):
         self._state, self._scanner = "element", JsonCallScanner(self._tools)
         return stripped
 
-    def _feed_element(self, text: str, events: list[Event]) -> str:
-        return self._feed_json(text, events, then="array")
-
-    def _feed_object(self, text: str, events: list[Event]) -> str:
-        return self._feed_json(text, events, then="text")
-
     def _feed_json(self, text: str, events: list[Event], then: str) -> str:
         self._then = then
         return self._feed_scanner(text, events)
@@ -121,12 +120,6 @@ class MistralToolParser(MarkupCallParser):
         self._state, self._scanner = self._then, None
 
     # -- name[CALL_ID]id[ARGS]{json} --------------------------------------------------------------
-    def _feed_name(self, text: str, events: list[Event]) -> str:
-        return self._feed_until(text, events, "name")
-
-    def _feed_call_id(self, text: str, events: list[Event]) -> str:
-        return self._feed_until(text, events, "call_id")
-
     def _feed_until(self, text: str, events: list[Event], state: str) -> str:
         """Collect the name (or call id) up to `[ARGS]` (or, after a name, `[CALL_ID]`)."""
         tags = (ARGS, CALL_ID) if state == "name" else (ARGS,)
@@ -201,3 +194,8 @@ class _ObjectEnd:
                 self.done = True
                 return i + 1
         return len(text)
+
+
+# What constrained decoding forces: one JSON call object after the marker, which the parser accepts too.
+MISTRAL_TAG = CallSyntax(MARKER, markup=True)
+MISTRAL_FORMAT = ToolFormat("mistral", (MISTRAL_TAG,), MISTRAL_TAG, lambda schemas: MistralToolParser(set(schemas)))

@@ -16,9 +16,10 @@ import math
 from typing import Any
 
 from ..core.events import Event, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner
 from .markup import MarkupCallParser
-from .tool_calls import new_tool_id
+from .tool_calls import HERMES, ToolFormat, new_tool_id
 
 CALL, CALL_END = "<tool_call>", "</tool_call>"
 FUNCTION, FUNCTION_END = "<function=", "</function>"
@@ -34,26 +35,31 @@ class Qwen3CoderToolParser(MarkupCallParser):
     """Per request: `feed(text) -> events`, `finish() -> events`; holds only its own buffers."""
 
     def __init__(self, tool_schemas: dict[str, dict[str, Any]]) -> None:
+        super().__init__(set(tool_schemas))
+        # States: text | wrapped | json | name | body | key | value | closer (see `_step`).
         self._schemas = tool_schemas
-        self._tools = set(tool_schemas)
-        self._held = ""  # text that may start an opener, or trailing whitespace that may precede one
-        self._seen_text = False  # any text emitted in the current text block
-        self._state = "text"  # text | wrapped | json | name | body | key | value | closer
-        self._buf = ""  # the current state's pending input
-        self._raw = ""  # markup consumed since the opener, shown as text if it is not a call after all
-        self._scanner: JsonCallScanner | None = None
-        self._started, self._name = False, ""  # the current call
+        self._name = ""  # the current call
         self._input: dict[str, Any] = {}
         self._key_sent = False  # a parameter of the current call was sent: the next one follows a ", "
         self._key, self._value, self._value_began = "", "", False  # the current parameter (value: text so far)
 
-    def feed(self, text: str) -> list[Event]:
-        events: list[Event] = []
-        text, self._buf = self._buf + text, ""
-        while text:
-            feed = self._tag_end if self._state in ("name", "key") else getattr(self, f"_feed_{self._state}")
-            text = feed(text, events)
-        return events
+    def _step(self, text: str, events: list[Event]) -> str:
+        match self._state:
+            case "text":
+                return self._feed_text(text, events)
+            case "wrapped":  # after <tool_call>
+                return self._feed_wrapped(text, events)
+            case "json":  # a hermes JSON call object
+                return self._feed_scanner(text, events)
+            case "name" | "key":  # <function=NAME> or <parameter=KEY>
+                return self._tag_end(text, events)
+            case "body":  # between parameters
+                return self._feed_body(text, events)
+            case "value":
+                return self._feed_value(text, events)
+            case "closer":  # after a call
+                return self._feed_closer(text, events)
+        raise AssertionError(f"unknown state {self._state!r}")
 
     # -- text -------------------------------------------------------------------------------------
     def _feed_text(self, text: str, events: list[Event]) -> str:
@@ -66,7 +72,7 @@ class Qwen3CoderToolParser(MarkupCallParser):
             self._raw = buf[len(body) : at + len(opener)]
             self._state = "wrapped" if opener == CALL else "name"
             return buf[at + len(opener) :]
-        keep = max((n for o in OPENERS for n in range(1, len(o)) if buf.endswith(o[:n])), default=0)
+        keep = partial_marker(buf, OPENERS)
         body = buf[: len(buf) - keep].rstrip()  # trailing whitespace waits: a call may follow
         self._emit_text(body, events)
         self._held = buf[len(body) :]
@@ -98,9 +104,6 @@ class Qwen3CoderToolParser(MarkupCallParser):
         if FUNCTION.startswith(stripped):
             return self._wait(text)
         return self._not_a_call(text, events)
-
-    def _feed_json(self, text: str, events: list[Event]) -> str:
-        return self._feed_scanner(text, events)
 
     def _json_done(self, arguments: dict[str, Any] | None, events: list[Event]) -> None:
         self._end(arguments, events)
@@ -182,7 +185,7 @@ class Qwen3CoderToolParser(MarkupCallParser):
             self._add_value(final, events, last=True)
             self._state = "body"
             return text[at + len(PARAM_END) :] if tag == PARAM_END else text[at:]
-        keep = max((n for tag in VALUE_ENDS for n in range(1, len(tag)) if text.endswith(tag[:n])), default=0)
+        keep = partial_marker(text, VALUE_ENDS)
         safe = text[: len(text) - keep]
         if safe.endswith("\n"):
             safe = safe[:-1]  # it may be the newline before the closing tag
@@ -242,3 +245,7 @@ def _convert(text: str, prop: dict[str, Any]) -> Any:
     except (ValueError, KeyError, TypeError, SyntaxError, OverflowError, RecursionError):
         pass
     return text
+
+
+# Constrained decoding forces hermes JSON, which the parser reads beside the XML form.
+QWEN3_CODER_FORMAT = ToolFormat("qwen3_coder", (HERMES,), HERMES, Qwen3CoderToolParser)

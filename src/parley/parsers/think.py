@@ -6,15 +6,13 @@ the reasoning (then an output with only the closing tag is handled too).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from ..core.events import Event, TextDelta, ThinkingDelta, ThinkingEnd
 from ..core.thinking import CLOSE, OPEN
-
-
-def _partial_suffix(buf: str, tag: str) -> int:
-    for n in range(min(len(tag) - 1, len(buf)), 0, -1):
-        if buf.endswith(tag[:n]):
-            return n
-    return 0
+from .base import OutputParser
+from .holdback import partial_marker
 
 
 class ThinkParser:
@@ -53,7 +51,7 @@ class ThinkParser:
                 events.append(ThinkingEnd("".join(self._thought)))
                 self._state, buf = "after", buf[at + len(CLOSE):]
                 continue
-            keep = _partial_suffix(buf, CLOSE)
+            keep = partial_marker(buf, (CLOSE,))
             self._think(buf[: len(buf) - keep], events)
             self._held = buf[len(buf) - keep:]
             break
@@ -76,3 +74,23 @@ class ThinkParser:
             events.append(TextDelta(self._held))
         self._held, self._state = "", "answer"
         return events
+
+
+@dataclass(frozen=True)
+class ReasoningFormat:
+    """A reasoning format, registered by `name` in registry.py."""
+
+    name: str
+    factory: Callable[[bool], OutputParser] | None  # (the prompt opened the reasoning) → parser; None: no reasoning
+
+    @property
+    def reasons(self) -> bool:
+        """Output may begin with reasoning: the template's thinking switches and the reasoning budget apply."""
+        return self.factory is not None
+
+    def make_parser(self, starts_open: bool) -> OutputParser | None:
+        return self.factory(starts_open) if self.factory is not None else None
+
+
+THINK_FORMAT = ReasoningFormat("think", ThinkParser)
+NO_REASONING = ReasoningFormat("none", None)  # all output is the answer, `<think>` tags included

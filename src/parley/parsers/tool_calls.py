@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.events import Event, TextDelta, ToolArgsDelta, ToolCallEnd, ToolCallStart
+from .base import OutputParser, ParserFactory
+from .holdback import partial_marker
 from .json_scan import JsonCallScanner, NotACall
 
 
@@ -116,14 +119,11 @@ class ToolCallParser:
         return best
 
     def _partial_opener_length(self, buf: str) -> int:
-        best = 0
-        for syntax in self._syntaxes:
-            opener = syntax.opener
-            for n in range(min(len(opener) - 1, len(buf)), best, -1):
-                if buf.endswith(opener[:n]) and (not syntax.line_start or self._at_start(buf, len(buf) - n)):
-                    best = n
-                    break
-        return best
+        anywhere = [s.opener for s in self._syntaxes if not s.line_start]
+        line_start = [s.opener for s in self._syntaxes if s.line_start]
+        # A line-start opener's beginning waits only where the opener would count.
+        at_start = partial_marker(buf, line_start, lambda n: self._at_start(buf, len(buf) - n))
+        return max(partial_marker(buf, anywhere), at_start)
 
     def _emit_text(self, text: str, events: list[Event]) -> None:
         if not text:
@@ -180,3 +180,24 @@ class ToolCallParser:
             return ""
         self._closer = None
         return stripped
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    """A tool-call format, registered by `name` in registry.py."""
+
+    name: str
+    syntaxes: tuple[CallSyntax, ...]  # what the parser accepts (lenient: small models stray); lazy grammar triggers
+    native: CallSyntax  # what constrained decoding forces
+    factory: ParserFactory | None = None  # None: a ToolCallParser over `syntaxes`
+
+    def make_parser(self, tool_schemas: dict[str, dict[str, Any]]) -> OutputParser:
+        """A fresh parser for one request whose callable tools are `tool_schemas`."""
+        if self.factory is not None:
+            return self.factory(tool_schemas)
+        return ToolCallParser(self.syntaxes, set(tool_schemas))
+
+
+HERMES_FORMAT = ToolFormat("hermes", (HERMES, JSON_FENCE, BARE_JSON), HERMES)
+LLAMA3_FORMAT = ToolFormat("llama3_json", (PYTHON_TAG, JSON_FENCE, BARE_JSON), BARE_JSON)
+JSON_FORMAT = ToolFormat("json", (JSON_FENCE, BARE_JSON), BARE_JSON)

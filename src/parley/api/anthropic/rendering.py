@@ -21,7 +21,7 @@ class RequestRenderer:
         self._engine = runner.engine
         self._signer = signer
         self.thinking = request.thinking
-        self._plan = RenderPlan.of(request, self._engine.chat_template.source)
+        self._plan = RenderPlan.of(request, self._engine.chat_template)
 
     def text(self, req: _ConversationRequest, conversation: Conversation | None = None) -> str:
         # `req` is the request as checked, or a variant of it (edited, or with a cache mark).

@@ -47,7 +47,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
 async def count_input_tokens(body: InputTokensRequest, request: Request) -> dict[str, Any]:
     """The prompt exactly as a create request renders it (before any `truncation: auto`)."""
     translated, _, runner = await translate(body, services(request))
-    plan = RenderPlan.of(translated.request, runner.engine.chat_template.source)
+    plan = RenderPlan.of(translated.request, runner.engine.chat_template)
     _, tokens = await render_prompt(runner, translated.request.conversation, plan)
     return {"object": "response.input_tokens", "input_tokens": len(tokens)}
 
