@@ -113,6 +113,18 @@ def test_cli_models_table(setup_dir):
     assert rows["claude-*"].rstrip().endswith("alias pattern")
 
 
+def test_cli_models_table_follows_the_reasoning_parser_chosen(setup_dir):
+    """REASONING says what a request would get: the parser named (here for every model) beats the template."""
+    out = subprocess.run(
+        [sys.executable, "-m", "parley.cli", "models", "--models-dir", str(setup_dir["models_dir"]),
+         "--config", str(setup_dir["config"])],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PARLEY_HF_CACHE_DIR": str(setup_dir["hf"]), "PARLEY_REASONING_PARSER": "think"},
+    ).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows[QWEN][-2] == "yes" and rows[SMOL][-2] == "yes"  # "no" by their templates (the test above)
+
+
 def test_corrupt_files_are_left_out_and_exact_aliases_listed(managed):
     listed = managed.client().models.list(limit=100)
     assert [m.id for m in listed.data] == [QWEN, SMOL, "fast"]

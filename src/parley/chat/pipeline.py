@@ -26,7 +26,7 @@ from ..core.events import (
 from ..core.messages import Conversation
 from ..core.params import GrammarConstraint, SamplingParams
 from ..core.request import ChatRequest, OutputFormat
-from ..core.template import ChatTemplate
+from ..core.template import ChatTemplate, template_supports_tools
 from ..core.thinking import CLOSE, Thinking, budget_for, starts_in_reasoning, template_switches
 from ..engines.base import Engine, Sampled, Started
 from ..engines.features import fit_to_engine
@@ -39,7 +39,7 @@ from .answer_schema import with_answer_schema
 from .call_check import CallChecker
 from .decode import Utf8Stream
 from .stops import StopMatcher
-from .tool_fallback import template_supports_tools, with_tools_in_text
+from .tool_fallback import with_tools_in_text
 from .tools import ToolPlan
 
 

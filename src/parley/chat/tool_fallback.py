@@ -9,10 +9,6 @@ import json
 from ..core.messages import ChatMessage, Conversation
 
 
-def template_supports_tools(template_source: str) -> bool:
-    return "tools" in template_source
-
-
 def _tools_prompt(conversation: Conversation) -> str:
     lines = [json.dumps({"name": t.name, "description": t.description, "parameters": t.input_schema},
                         ensure_ascii=False) for t in conversation.tools]

@@ -28,6 +28,11 @@ CHATML_TEMPLATE = (
 )
 
 
+def template_supports_tools(template_source: str) -> bool:
+    """The template renders the request's `tools` itself (else parley describes them in the system prompt)."""
+    return "tools" in template_source
+
+
 def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 

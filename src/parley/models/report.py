@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..core.template import template_supports_tools
 from ..engines.formats.facts import ModelFacts
+from ..parsers.registry import reasoning_parser_for
 from .discovery import ModelEntry
 from .packaged import PACKAGED_MODELS
 from .registry import ModelRegistry
@@ -27,19 +29,22 @@ def _file(entry: ModelEntry) -> str:
     return str(entry.path)
 
 
-def _facts(info: ModelFacts | str) -> tuple[str, ...]:
+def _facts(info: ModelFacts | str, reasoning_parser: str | None) -> tuple[str, ...]:
+    """Tools and reasoning as a request would find them: the template's, and the reasoning parser chosen."""
     if isinstance(info, str):
         return ("-",) * 5
     yes_no = {True: "yes", False: "no"}
-    return (info.architecture, str(info.context_length or "?"), info.quantization, yes_no[info.tools],
-            yes_no[info.reasoning])
+    template = info.chat_template or ""
+    tools = bool(info.chat_template) and template_supports_tools(template)
+    reasons = reasoning_parser_for(template, reasoning_parser).reasons
+    return (info.architecture, str(info.context_length or "?"), info.quantization, yes_no[tools], yes_no[reasons])
 
 
 def models_table(registry: ModelRegistry, default_model: str) -> str:
     rows: list[tuple[str, ...]] = [HEADER]
     known: dict[str, tuple[str, ...]] = {}
     for entry, info in registry.inventory():
-        facts = _facts(info)
+        facts = _facts(info, registry.parser_names(entry)[1])
         try:
             kind = registry.engine_of(entry)
             engine, runnable = kind.name, kind.unavailable() is None

@@ -35,15 +35,6 @@ class ModelFacts:
     def quantization(self) -> str:
         return self.quant or ftype_name(self.file_type)
 
-    @property
-    def tools(self) -> bool:
-        return bool(self.chat_template) and "tools" in self.chat_template
-
-    @property
-    def reasoning(self) -> bool:
-        template = self.chat_template or ""
-        return "<think>" in template or "enable_thinking" in template
-
 
 def served_context(asked: int, trained: int | None, rope_scaling_factor: float = 1.0) -> int:
     """The context a model is served with: the one asked for, capped at its trained length (times the rope
