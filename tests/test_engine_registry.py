@@ -52,7 +52,7 @@ def test_a_model_pinned_to_an_engine_for_another_format_is_listed_unavailable(tm
 
 @pytest.fixture(scope="module")
 def mlx_reasoning_server(start_server, mlx_dir, tmp_path_factory):
-    """The tiny MLX model with a reasoning template: MLX declares no forced close of reasoning."""
+    """The tiny MLX model with a reasoning template."""
     from test_engines import with_template
 
     models = tmp_path_factory.mktemp("mlx-think")
@@ -60,23 +60,23 @@ def mlx_reasoning_server(start_server, mlx_dir, tmp_path_factory):
     return start_server("--models-dir", str(models))
 
 
-def test_a_request_needing_a_feature_the_engine_lacks_is_a_clear_400(mlx_reasoning_server):
-    import anthropic
-
+def test_a_thinking_budget_below_max_tokens_runs_on_mlx(mlx_reasoning_server):
+    """MLX closes the reasoning itself (features.forced_reasoning_close): a budget below max_tokens is no 400.
+    (A request needing what an engine lacks is a 400: test_fit_to_engine_never_hands_an_engine_what_it_lacks.)"""
     client = mlx_reasoning_server.client()
-    with pytest.raises(anthropic.BadRequestError) as err:
-        client.messages.create(model="tiny-think-mlx", max_tokens=2048, messages=[{"role": "user", "content": "Hi"}],
-                               thinking={"type": "enabled", "budget_tokens": 1024})
-    assert err.value.body["error"] == {
-        "type": "invalid_request_error",
-        "message": "thinking.budget_tokens is not supported by the mlx engine: it cannot end the model's "
-                   "reasoning early; omit budget_tokens or raise it to max_tokens"}
-    # Adaptive thinking needs no early close: it runs.
+    client.messages.create(model="tiny-think-mlx", max_tokens=1, messages=[{"role": "user", "content": "Hi"}])
+    state = mlx_reasoning_server.health()["models"]["tiny-think-mlx"]
+    assert state["engine"] == "mlx" and "forced_reasoning_close" in state["features"]
+    message = client.messages.create(model="tiny-think-mlx", max_tokens=1100,
+                                     messages=[{"role": "user", "content": "Hi"}],
+                                     thinking={"type": "enabled", "budget_tokens": 1024},
+                                     extra_body={"temperature": 0})
+    assert message.content[0].type == "thinking"  # closed by the engine at the budget, or where the turn would end
+    assert message.stop_reason in ("end_turn", "max_tokens")
+    # Adaptive thinking runs too.
     message = client.messages.create(model="tiny-think-mlx", max_tokens=8, messages=[{"role": "user", "content": "Hi"}],
                                      thinking={"type": "adaptive"})
     assert message.stop_reason in ("end_turn", "max_tokens")
-    health = mlx_reasoning_server.health()
-    assert health["models"]["tiny-think-mlx"]["engine"] == "mlx"
 
 
 def test_health_names_each_loaded_models_engine(server, client):

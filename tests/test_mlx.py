@@ -54,15 +54,113 @@ def test_without_mlx_the_model_is_listed_unavailable(start_server, mlx_dir, tmp_
 
 
 @pytest.fixture(scope="module")
-def real_mlx_server(start_server):
+def real_mlx_dir():
     """Qwen2.5-Coder-0.5B, converted once from the packaged GGUF with mlx-lm's converter (see support/mlx_model.py)."""
     from parley.models.packaged import QWEN_CODER_05B
     from parley.settings import Settings
     from support.mlx_model import convert_packaged_qwen
 
     cache = Settings().cache_dir
-    model_dir = convert_packaged_qwen(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx-real")
-    return start_server("--models-dir", str(model_dir.parent))
+    return convert_packaged_qwen(QWEN_CODER_05B.gguf_path(cache), cache / "test-models" / "mlx-real")
+
+
+@pytest.fixture(scope="module")
+def real_mlx_server(start_server, real_mlx_dir):
+    return start_server("--models-dir", str(real_mlx_dir.parent))
+
+
+@pytest.fixture(scope="module")
+def real_mlx_engine(real_mlx_dir):
+    from parley.engines.mlx import MlxEngine
+
+    engine = MlxEngine(real_mlx_dir, n_ctx=2048)
+    yield engine
+    engine.close()
+
+
+def _prompt(engine, user: str, prefill: str) -> list[int]:
+    from parley.core.messages import ChatMessage, Conversation
+
+    text = engine.chat_template.render(Conversation([ChatMessage("user", user), ChatMessage("assistant", prefill)]))
+    return engine.tokenize(text)
+
+
+def _greedy(engine, prompt: list[int], max_tokens: int, budget=None) -> list[int]:
+    from parley.core.params import SamplingParams
+    from parley.engines.sync import generate
+
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, reasoning_budget=budget)
+    return [item.token for item in generate(engine, prompt, params)]
+
+
+CLOSE = "\n</think>\n\n"
+
+
+def test_the_thinking_budget_closes_the_reasoning_and_the_answer_goes_on(real_mlx_engine):
+    """At `budget_tokens` the engine writes the end of the reasoning and a new step generator goes on from it,
+    over the same cache: what follows is what the model says after prompt + reasoning + close."""
+    from parley.core.params import ReasoningBudget
+
+    engine = real_mlx_engine
+    prompt = _prompt(engine, "Why is the sky blue?", "<think>\n")
+    budget = ReasoningBudget(max_tokens=5, close_text=CLOSE, open_text="<think>", starts_open=True)
+    out = _greedy(engine, prompt, 20, budget)
+    close = engine.tokenize(CLOSE)
+    written = 5 + len(close)
+    assert out[5:written] == close and len(out) > written  # closed at 5, then the answer
+    assert out[:5] == _greedy(engine, prompt, 5)  # the reasoning as sampled
+    # The answer continues the written close: what a prompt holding all of it gives.
+    assert out[written:] == _greedy(engine, prompt + out[:written], len(out) - written)
+
+
+def test_a_turn_that_would_end_inside_its_reasoning_closes_it_instead(real_mlx_engine):
+    from parley.core.params import ReasoningBudget
+
+    engine = real_mlx_engine
+    prompt = _prompt(engine, "Reply with just OK.", "OK.")
+    plain = _greedy(engine, prompt, 5)
+    assert engine.is_end_of_generation(plain[0])  # without a budget the turn ends at once
+    budget = ReasoningBudget(max_tokens=50, close_text=CLOSE, open_text="<think>", starts_open=True)
+    out = _greedy(engine, prompt, 12, budget)
+    assert out[:len(engine.tokenize(CLOSE))] == engine.tokenize(CLOSE)
+
+
+def _cached_and_tokens(engine, prompt: list[int], max_tokens: int) -> tuple[int, list[int]]:
+    import queue
+
+    from parley.core.params import SamplingParams
+    from parley.engines.base import Done, Started
+
+    items: queue.SimpleQueue = queue.SimpleQueue()
+    engine.submit(prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0), items.put)
+    cached, tokens = -1, []
+    while not isinstance(item := items.get(timeout=300), Done):
+        assert not isinstance(item, BaseException), item
+        if isinstance(item, Started):
+            cached = item.cached_tokens
+        else:
+            tokens.append(item.token)
+    return cached, tokens
+
+
+def test_conversations_taking_turns_each_continue_from_their_own_cache(real_mlx_engine):
+    """An agent and its side requests on one MLX model: each conversation's next turn reads its whole previous
+    turn from the kept caches (mlx-lm's LRUPromptCache), not just the prefix the two share."""
+    from parley.core.messages import ChatMessage, Conversation
+
+    engine = real_mlx_engine
+    shared = "You are a careful assistant. " * 40  # a system prompt both conversations share
+
+    def render(user: str) -> list[int]:
+        return engine.tokenize(engine.chat_template.render(Conversation([ChatMessage("user", user)], system=shared)))
+
+    first = {name: render(f"Conversation {name}: " + f"tell me about {name}. " * 30) for name in ("ships", "maps")}
+    answers = {name: _cached_and_tokens(engine, prompt, 4)[1] for name, prompt in first.items()}
+    for name, prompt in first.items():  # each next turn: its previous turn, then more
+        held = prompt + answers[name]
+        cached, _ = _cached_and_tokens(engine, held + engine.tokenize("\nAnd more, please."), 2)
+        assert cached >= len(held) - 1, (name, cached, len(held))  # the old single cache: only `shared`'s tokens
+    assert engine.stats()["kept_conversations"] >= 2 and engine.stats()["parked_bytes"] > 0
 
 
 def test_a_real_converted_model_answers_on_both_apis(real_mlx_server):

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         4, ge=1, description="Generations one model runs at once (continuous batching); each keeps a prefix cache.")
     cache_ram: ByteSize = Field(
         ByteSize(2 << 30), description="Bound of the idle conversations' KV states kept in host memory per model "
-                                       "(e.g. 2GiB): beyond it the least recently used go to the disk prompt cache. "
+                                       "(e.g. 2GiB; llama.cpp and MLX): beyond it the least recently used go to the "
+                                       "disk prompt cache (llama.cpp) or are dropped (MLX). "
                                        "A llama.cpp model's memory stays under its weights + KV cache (--n-ctx) + this "
                                        "+ one state read from disk.")
     disk_cache_size: ByteSize = Field(

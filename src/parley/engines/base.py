@@ -81,6 +81,10 @@ class SpeaksThroughVocabulary:
     def is_end_of_generation(self, token: int) -> bool:
         return self.vocab.is_end_of_generation(token)
 
+    def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
+        """The tokens an engine writes for the model to end its reasoning (a spent thinking budget)."""
+        return self.tokenize(params.reasoning_budget.close_text)  # type: ignore[union-attr]
+
 
 class Engine(Vocabulary, Protocol):
     """A loaded model that may run several generations at once (`n_slots`)."""

@@ -86,7 +86,7 @@ def _llamacpp_options(get: Setting) -> dict[str, Any]:
 
 
 def _mlx_options(get: Setting) -> dict[str, Any]:
-    return {"n_ctx": int(get("n_ctx")), "min_p": float(get("min_p"))}
+    return {"n_ctx": int(get("n_ctx")), "min_p": float(get("min_p")), "cache_ram": int(get("cache_ram"))}
 
 
 def _vllm_options(get: Setting) -> dict[str, Any]:

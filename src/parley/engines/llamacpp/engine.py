@@ -73,6 +73,7 @@ class LlamaCppEngine(SpeaksThroughVocabulary):
                                          cache_ram)
 
     def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
+        # Not vocab.tokenize: that adds BOS for models whose vocabulary asks for one.
         close = params.reasoning_budget.close_text  # type: ignore[union-attr]
         return self._model.tokenize(close.encode(), add_bos=False, special=True)
 

@@ -30,6 +30,13 @@ class GrammarProcessor:
         self._output = ConstrainedOutput(tokenizer, compile_grammar(grammar.gbnf), triggers, token_bytes, tokenize)
         self._started = False
 
+    def written(self, tokens: list[int]) -> None:
+        """Tokens the engine wrote for the model (a forced end of reasoning), which a new step generator
+        starts from: the matcher takes them, and that generator's first call has no sampled token to feed."""
+        for token in tokens:
+            self._output.consume(token)
+        self._started = False
+
     def __call__(self, tokens: Any, logits: Any) -> Any:
         import mlx.core as mx
 

@@ -120,9 +120,6 @@ class VllmEngine(SpeaksThroughVocabulary):
 
         return AsyncLLM.from_engine_args(args)
 
-    def close_reasoning_tokens(self, params: SamplingParams) -> list[int]:
-        return self.vocab.tokenize(params.reasoning_budget.close_text)  # type: ignore[union-attr]
-
     def check(self, prompt: list[int], params: SamplingParams) -> None:
         if params.grammar is not None:
             check_grammar(params.grammar)
